@@ -25,11 +25,12 @@ class Camera:
     near: float = 0.05
 
     @classmethod
-    def orbit(cls, angle_deg: float, distance: float = 3.2, height: float = 1.0,
+    def orbit(cls, angle_deg: float, distance: float = 3.2, elevation: float = 1.0,
               target: tuple[float, float, float] = (0.0, 0.85, 0.0), **kw) -> "Camera":
-        """A camera on a circle around ``target``; 0 deg = in front of a subject facing +z, 90 = at its left."""
+        """A camera on a circle around ``target`` at height ``elevation`` (metres); 0 deg = in front of a
+        subject facing +z, 90 = at its left. Other fields (width, height, fov_y_deg, ...) pass through."""
         a = np.radians(angle_deg)
-        pos = (target[0] + distance * np.sin(a), height, target[2] + distance * np.cos(a))
+        pos = (target[0] + distance * np.sin(a), elevation, target[2] + distance * np.cos(a))
         return cls(position=tuple(float(v) for v in pos), target=target, **kw)
 
     @cached_property
