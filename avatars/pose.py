@@ -249,13 +249,19 @@ def load_poses(path: str | Path) -> PoseTrack:
         missing = {"format", "keypoints", "world", "detected", "pts", "frame_size", "fps"} - set(data.files)
         if missing:
             raise PoseFileError(f"{path}: missing field(s) {', '.join(sorted(missing))}")
-        if str(data["format"]) != POSE_FILE_FORMAT:
-            raise PoseFileError(f"{path}: field 'format' is {str(data['format'])!r}, expected {POSE_FILE_FORMAT!r}")
-        size = data["frame_size"]
-        if size.shape != (2,):
-            raise PoseFileError(f"{path}: field 'frame_size' must have shape (2,), got {size.shape}")
-        return PoseTrack(data["keypoints"], data["world"], data["detected"], data["pts"],
-                         (int(size[0]), int(size[1])), float(data["fps"]), source=str(path))
+        fields = {}
+        for name in data.files:
+            try:
+                fields[name] = data[name]
+            except ValueError as e:  # e.g. an object array, which would need pickle
+                raise PoseFileError(f"{path}: field {name!r} cannot be read: {e}") from e
+    if str(fields["format"]) != POSE_FILE_FORMAT:
+        raise PoseFileError(f"{path}: field 'format' is {str(fields['format'])!r}, expected {POSE_FILE_FORMAT!r}")
+    size = fields["frame_size"]
+    if size.shape != (2,):
+        raise PoseFileError(f"{path}: field 'frame_size' must have shape (2,), got {size.shape}")
+    return PoseTrack(fields["keypoints"], fields["world"], fields["detected"], fields["pts"],
+                     (int(size[0]), int(size[1])), float(fields["fps"]), source=str(path))
 
 
 @dataclass(frozen=True)
