@@ -65,7 +65,8 @@ _PART_SHAPES: dict[str, tuple[str, tuple[float, float, float], tuple[float, floa
     "left_foot": ("left_ankle", (0.0, -0.05, 0.05), (0.045, 0.04, 0.12)),
     "right_foot": ("right_ankle", (0.0, -0.05, 0.05), (0.045, 0.04, 0.12)),
 }
-assert tuple(_PART_SHAPES) == PARTS, "mannequin parts must follow avatars.skeleton.PARTS"
+if tuple(_PART_SHAPES) != PARTS:
+    raise RuntimeError("mannequin parts must follow avatars.skeleton.PARTS, in order")
 _PART_JOINT = np.array([JOINT[j] for j, _, _ in _PART_SHAPES.values()])
 _PART_CENTRE = np.array([c for _, c, _ in _PART_SHAPES.values()], dtype=np.float64)
 PART_RADII = np.array([r for _, _, r in _PART_SHAPES.values()], dtype=np.float64)
