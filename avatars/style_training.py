@@ -43,6 +43,8 @@ class StyleTrainConfig:
     image_size: int = 256
     style_size: int = 320                # longer side of the style image, pixels
     batch_size: int = 2
+    repeat_content: int = 1              # TextureNet: each crop this often per batch, each with its own
+                                         # noise, so the diversity term sees what the noise changes
     steps: int = 2000
     lr: float = 1e-3
     seed: int = 0
@@ -62,6 +64,8 @@ class StyleTrainConfig:
             self.texturenet.image_input = self.content_dir is not None
         if self.loss.diversity_weight and self.batch_size < 2:
             raise ValueError("the diversity term needs batch_size >= 2")
+        if self.batch_size % self.repeat_content:
+            raise ValueError("batch_size must be a multiple of repeat_content")
 
 
 @dataclass
@@ -204,7 +208,10 @@ def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=out.stem, unit="step")
     while step < cfg.steps and (cfg.time_limit_s is None or seconds < cfg.time_limit_s):
         t0 = time.perf_counter()
-        content = crops.sample(cfg.batch_size).to(device) if crops else None
+        content = None
+        if crops:
+            content = crops.sample(cfg.batch_size // cfg.repeat_content).repeat_interleave(cfg.repeat_content, 0)
+            content = content.to(device)
         if content is None:  # texture synthesis: a batch of noise samples
             y = model(noise=model.make_noise(cfg.batch_size, cfg.image_size, cfg.image_size, device=device))
         else:

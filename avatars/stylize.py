@@ -30,6 +30,23 @@ def load_stylizer(path: str | Path, device: torch.device | str = "cpu") -> nn.Mo
     return load_checkpoint(path, device)[0]
 
 
+def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
+    """(N, 3, H, W) float RGB in [0, 1] -> N arrays (H, W, 3) uint8."""
+    return list(images.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+
+
+@torch.inference_mode()
+def sample_textures(model: TextureNet, size: tuple[int, int], n: int = 1, seed: int = 0,
+                    noise_scale: float = 1.0) -> list[np.ndarray]:
+    """``n`` texture samples of ``size`` (H, W) from a noise-only TextureNet (any size: it is
+    fully convolutional with circular padding), reproducible from ``seed``."""
+    if model.cfg.image_input:
+        raise ValueError("this TextureNet stylizes images; texture synthesis needs one trained from noise only")
+    device = model.to_rgb.weight.device
+    noise = model.make_noise(n, *size, torch.Generator().manual_seed(seed))
+    return to_uint8(model.eval()(noise=[z.to(device) for z in noise], size=size, noise_scale=noise_scale))
+
+
 @dataclass
 class FastPathConfig:
     bf16: bool = True                 # bf16 autocast (CPU: needs AVX-512-BF16/AMX to be fast)
@@ -89,8 +106,7 @@ class FrameStylizer:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None].float() / 255
-        y = self.stylize_tensor(x)[0].permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
-        return self._smooth(frame, y)
+        return self._smooth(frame, to_uint8(self.stylize_tensor(x))[0])
 
     def _smooth(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
         cfg = self.cfg

@@ -12,7 +12,7 @@ from avatars.perceptual import LossConfig, PerceptualLoss
 from avatars.style_checkpoint import load_checkpoint, save_checkpoint
 from avatars.style_training import ContentCrops, StyleTrainConfig, load_image, train_stylizer
 from avatars.stylenet import StyleNet, StyleNetConfig, TransformerNet
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer
+from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer, sample_textures
 from avatars.texturenet import TextureNet, TextureNetConfig
 
 TINY = StyleNetConfig(channels=(8, 16, 32), n_residual=1)
@@ -130,3 +130,21 @@ def test_fixed_noise_and_temporal_smoothing():
     assert np.abs(smoothed[1].astype(int) - smoothed[0]).mean() == pytest.approx(jump / 2, rel=0.05)
     with pytest.raises(ValueError):
         FastPathConfig(smoothing="blur")
+
+
+def test_texture_synthesis_training_and_sampling(media, tmp_path):
+    torch.manual_seed(0)
+    cfg = StyleTrainConfig(style=str(media / "style" / "starry_night.jpg"), model="texturenet",
+                           texturenet=TextureNetConfig(scales=3, width=4), image_size=48, style_size=64,
+                           batch_size=2, steps=6, lr=1e-2, sample_every=6, checkpoint_every=6,
+                           loss=LossConfig(diversity_weight=0.1))
+    assert cfg.texturenet.image_input is False
+    result = train_stylizer(cfg, tmp_path / "t.safetensors", progress=False)
+    assert set(result.final_losses) == {"style", "tv", "diversity", "total"}
+    model = load_stylizer(result.checkpoint)
+    a = sample_textures(model, (40, 72), n=2, seed=3)
+    assert len(a) == 2 and a[0].shape == (40, 72, 3) and a[0].dtype == np.uint8
+    np.testing.assert_array_equal(sample_textures(model, (40, 72), n=2, seed=3)[1], a[1])
+    assert not np.array_equal(a[0], a[1])
+    with pytest.raises(ValueError):
+        StyleTrainConfig(style="s.jpg", content_dir=None)   # texture synthesis needs a TextureNet
