@@ -1,0 +1,356 @@
+"""Graph files: YAML that names nodes, their parameters and placement, and the edges between them.
+
+    name: demo
+    policy: block                 # default edge policy: block (lossless) | latest (live)
+    depth: 4                      # default bounded-queue depth per edge
+    nodes:
+      - name: source
+        kind: synthetic
+        params: {width: 640, height: 360, frames: 150}
+      - name: invert
+        kind: invert
+        device: cpu               # cpu | cuda:N | auto
+        group: work               # nodes sharing a group share one process
+        restart: {max: 3, backoff: 0.5}
+      - {name: sink, kind: mp4, params: {path: out/demo.mp4}}
+    edges:
+      - source.out -> invert.in
+      - {from: invert.out, to: sink.in, policy: latest, depth: 2}
+
+Several hosts: a `hosts:` map (name -> {address, bind}) and `host:` per node; edges
+between hosts then run over TCP with CurveZMQ keys from `security: {keys: DIR}`.
+Every problem found is reported together, each naming the file and the node or edge.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from stream.node import Node
+from stream.nodes import load_kind
+from stream.params import ParamError, build_params
+
+POLICIES = ("block", "latest")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_EDGE = re.compile(r"^\s*([\w-]+)\.([\w-]+)\s*->\s*([\w-]+)\.([\w-]+)\s*$")
+LOCAL_HOST = "local"
+
+
+class GraphError(ValueError):
+    """An invalid graph file; the message lists every problem with its node or edge."""
+
+    def __init__(self, path: str, problems: list[str]):
+        self.path, self.problems = path, problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    max: int = 3          # restarts allowed before the job fails
+    backoff: float = 0.5  # seconds before the first restart; doubles each time
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    address: str = "127.0.0.1"  # where peers reach this host
+    bind: str = "127.0.0.1"     # interface its cross-host inputs listen on
+    port_base: int = 47100      # its cross-host inputs listen on port_base + k
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    kind: str
+    cls: type[Node]
+    params: Any                   # the validated Params dataclass instance
+    raw_params: dict[str, Any]
+    device: str = "cpu"
+    group: str | None = None
+    host: str = LOCAL_HOST
+    restart: RestartPolicy = RestartPolicy()
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    src: str
+    src_port: str
+    dst: str
+    dst_port: str
+    policy: Literal["block", "latest"] = "block"
+    depth: int = 4
+
+    def __str__(self) -> str:
+        return f"{self.src}.{self.src_port} -> {self.dst}.{self.dst_port}"
+
+
+@dataclass
+class GraphSpec:
+    path: str
+    name: str
+    nodes: dict[str, NodeSpec]
+    edges: list[EdgeSpec]
+    hosts: dict[str, HostSpec] = field(default_factory=dict)
+    keys_dir: Path | None = None
+    description: str = ""
+
+    def order(self) -> list[str]:
+        """Node names in topological order (sources first)."""
+        indegree = {n: 0 for n in self.nodes}
+        for e in self.edges:
+            indegree[e.dst] += 1
+        ready = [n for n, d in indegree.items() if d == 0]
+        out = []
+        while ready:
+            n = ready.pop(0)
+            out.append(n)
+            for e in self.edges:
+                if e.src == n:
+                    indegree[e.dst] -= 1
+                    if indegree[e.dst] == 0:
+                        ready.append(e.dst)
+        return out
+
+    def sinks(self) -> list[str]:
+        return [n for n in self.nodes if not any(e.src == n for e in self.edges)]
+
+    def sources(self) -> list[str]:
+        return [n for n in self.nodes if not any(e.dst == n for e in self.edges)]
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """['node.param=value', ...] -> {node: {param: value}}; values are YAML scalars (3, 0.5, true, text)."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        node, dot, name = key.partition(".")
+        if not eq or not dot or not node or not name:
+            raise ValueError(f"--set {pair!r}: expected NODE.PARAM=VALUE")
+        out.setdefault(node, {})[name] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def load_graph(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> GraphSpec:
+    """Read and validate a graph file; raises GraphError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GraphError(str(path), [f"cannot read graph file: {exc.strerror}"]) from None
+    try:
+        doc = yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as exc:
+        raise GraphError(str(path), [f"not valid YAML: {exc}"]) from None
+    return build_graph(doc, str(path), overrides or {}, base=path.parent)
+
+
+def _node_spec(i: int, raw: Any, overrides: dict, hosts: dict, problems: list[str]) -> NodeSpec | None:
+    if not isinstance(raw, dict):
+        problems.append(f"nodes[{i}]: must be a map with name and kind")
+        return None
+    name = raw.get("name")
+    where = f"node {name!r}" if isinstance(name, str) else f"nodes[{i}]"
+    unknown = sorted(set(raw) - {"name", "kind", "params", "device", "group", "host", "restart"})
+    if unknown:
+        problems.append(f"{where}: unknown field(s) {unknown}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(f"{where}: name must match {_NAME.pattern}")
+        return None
+    kind = raw.get("kind")
+    if not isinstance(kind, str):
+        problems.append(f"{where}: missing kind")
+        return None
+    try:
+        cls = load_kind(kind)
+    except KeyError as exc:
+        problems.append(f"{where}: {exc.args[0]}")
+        return None
+    raw_params = raw.get("params") or {}
+    if not isinstance(raw_params, dict):
+        problems.append(f"{where}: params must be a map")
+        return None
+    raw_params = {**raw_params, **overrides.get(name, {})}
+    try:
+        params = build_params(cls.Params, raw_params)
+    except ParamError as exc:
+        problems.append(f"{where} ({kind}): {exc}")
+        params = None
+    device = raw.get("device", "cpu")
+    if not isinstance(device, str) or not re.match(r"^(cpu|auto|cuda(:\d+)?)$", device):
+        problems.append(f"{where}: device must be cpu, auto or cuda:N, got {device!r}")
+    host = raw.get("host", LOCAL_HOST)
+    if hosts and host not in hosts:
+        problems.append(f"{where}: unknown host {host!r} (hosts: {sorted(hosts)})")
+    restart_raw = raw.get("restart") or {}
+    try:
+        restart = RestartPolicy(**restart_raw)
+        if not isinstance(restart.max, int) or restart.max < 0 or not isinstance(restart.backoff, (int, float)) or restart.backoff < 0:
+            raise TypeError("max must be an integer >= 0 and backoff a number >= 0")
+    except TypeError as exc:
+        problems.append(f"{where}: bad restart policy {restart_raw!r}: {exc}")
+        restart = RestartPolicy()
+    group = raw.get("group")
+    if group is not None and not (isinstance(group, str) and _NAME.match(group)):
+        problems.append(f"{where}: group must match {_NAME.pattern}")
+    return NodeSpec(name=name, kind=kind, cls=cls, params=params, raw_params=raw_params, device=device,
+                    group=group, host=host, restart=restart)
+
+
+def _edge_spec(i: int, raw: Any, default_policy: str, default_depth: int, problems: list[str]) -> EdgeSpec | None:
+    policy, depth = default_policy, default_depth
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"from", "to", "policy", "depth"})
+        if unknown:
+            problems.append(f"edges[{i}]: unknown field(s) {unknown}")
+        text = f"{raw.get('from')} -> {raw.get('to')}"
+        policy, depth = raw.get("policy", policy), raw.get("depth", depth)
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        problems.append(f"edges[{i}]: must be 'a.out -> b.in' or a map with from/to")
+        return None
+    m = _EDGE.match(text)
+    if not m:
+        problems.append(f"edges[{i}] {text!r}: expected 'node.port -> node.port'")
+        return None
+    if policy not in POLICIES:
+        problems.append(f"edge {text.strip()}: policy must be one of {POLICIES}, got {policy!r}")
+        return None
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 1024:
+        problems.append(f"edge {text.strip()}: depth must be an integer in 1..1024, got {depth!r}")
+        return None
+    return EdgeSpec(m[1], m[2], m[3], m[4], policy, depth)
+
+
+def _check_edges(nodes: dict[str, NodeSpec], edges: list[EdgeSpec], problems: list[str]) -> None:
+    fed: dict[tuple[str, str], EdgeSpec] = {}
+    for e in edges:
+        src, dst = nodes.get(e.src), nodes.get(e.dst)
+        for end, spec in ((e.src, src), (e.dst, dst)):
+            if spec is None:
+                problems.append(f"edge {e}: unknown node {end!r}")
+        if src is None or dst is None:
+            continue
+        out_port, in_port = src.cls.outputs.get(e.src_port), dst.cls.inputs.get(e.dst_port)
+        if out_port is None:
+            problems.append(f"edge {e}: {e.src} ({src.kind}) has no output {e.src_port!r} (outputs: {sorted(src.cls.outputs)})")
+        if in_port is None:
+            problems.append(f"edge {e}: {e.dst} ({dst.kind}) has no input {e.dst_port!r} (inputs: {sorted(dst.cls.inputs)})")
+        if out_port and in_port and not in_port.accepts(out_port):
+            problems.append(f"edge {e}: type mismatch, {e.src}.{e.src_port} gives {out_port.type} but {e.dst}.{e.dst_port} takes {in_port.type}")
+        if (e.dst, e.dst_port) in fed:
+            problems.append(f"edge {e}: input {e.dst}.{e.dst_port} is already fed by {fed[(e.dst, e.dst_port)]}")
+        fed[(e.dst, e.dst_port)] = e
+    for spec in nodes.values():
+        for port_name, port in spec.cls.inputs.items():
+            if port.required and (spec.name, port_name) not in fed:
+                problems.append(f"node {spec.name!r} ({spec.kind}): required input {port_name!r} is not connected")
+
+
+def _find_cycle(nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> list[str] | None:
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for e in edges:
+        if e.src in succ and e.dst in succ:
+            succ[e.src].append(e.dst)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in succ[n]:
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (cycle := visit(m)):
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in nodes:
+        if n not in state and (cycle := visit(n)):
+            return cycle
+    return None
+
+
+def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base: Path = Path(".")) -> GraphSpec:
+    """Validate a parsed graph document (see module docstring)."""
+    if not isinstance(doc, dict):
+        raise GraphError(path, ["the file must hold a map with 'nodes' and 'edges'"])
+    problems: list[str] = []
+    unknown = sorted(set(doc) - {"name", "description", "policy", "depth", "nodes", "edges", "hosts", "security"})
+    if unknown:
+        problems.append(f"unknown top-level field(s) {unknown}")
+    default_policy, default_depth = doc.get("policy", "block"), doc.get("depth", 4)
+    if default_policy not in POLICIES:
+        problems.append(f"policy must be one of {POLICIES}, got {default_policy!r}")
+        default_policy = "block"
+
+    hosts: dict[str, HostSpec] = {}
+    for hname, h in (doc.get("hosts") or {}).items():
+        try:
+            hosts[hname] = HostSpec(name=hname, **(h or {}))
+        except TypeError as exc:
+            problems.append(f"host {hname!r}: {exc}")
+
+    raw_nodes = doc.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise GraphError(path, problems + ["'nodes' must be a non-empty list"])
+    nodes: dict[str, NodeSpec] = {}
+    for i, raw in enumerate(raw_nodes):
+        spec = _node_spec(i, raw, overrides, hosts, problems)
+        if spec is None:
+            continue
+        if spec.name in nodes:
+            problems.append(f"node {spec.name!r}: duplicate name")
+            continue
+        nodes[spec.name] = spec
+    for name in sorted(set(overrides) - set(nodes)):
+        problems.append(f"--set {name}.*: no node named {name!r}")
+
+    raw_edges = doc.get("edges") or []
+    if not isinstance(raw_edges, list):
+        problems.append("'edges' must be a list")
+        raw_edges = []
+    edges = [e for i, raw in enumerate(raw_edges) if (e := _edge_spec(i, raw, default_policy, default_depth, problems))]
+    _check_edges(nodes, edges, problems)
+    cycle = _find_cycle(nodes, edges)
+    if cycle:
+        problems.append(f"cycle: {' -> '.join(cycle)}")
+
+    for spec in nodes.values():
+        if spec.group and any(o.group == spec.group and o.host != spec.host for o in nodes.values()):
+            problems.append(f"node {spec.name!r}: group {spec.group!r} spans several hosts")
+    keys_dir = None
+    if len({s.host for s in nodes.values()}) > 1:
+        keys = (doc.get("security") or {}).get("keys")
+        if not keys:
+            problems.append("nodes on several hosts need security: {keys: DIR} (make keys with `python -m launch keys DIR`)")
+        else:
+            keys_dir = (base / keys).resolve()
+    if problems:
+        raise GraphError(path, problems)
+    return GraphSpec(path=path, name=str(doc.get("name") or Path(path).stem), nodes=nodes, edges=edges,
+                     hosts=hosts, keys_dir=keys_dir, description=str(doc.get("description") or ""))

@@ -1,0 +1,12 @@
+"""A sink that discards everything (its metrics still count frames, latency, drops)."""
+from __future__ import annotations
+
+from stream.message import Message
+from stream.node import Port, Sink
+
+
+class NullSink(Sink):
+    inputs = {"in": Port("any")}
+
+    def process(self, inputs: dict[str, Message]) -> None:
+        pass

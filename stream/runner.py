@@ -1,0 +1,290 @@
+"""Inside a node process: run its node(s), one thread each, and report to the supervisor.
+
+The supervisor spawns `process_main` with a JSON `ProcessConfig`. The process loads the
+graph itself (so nothing but JSON crosses the spawn boundary), wires its ports, runs
+each node in a thread and, from the main thread, sends a heartbeat with every node's
+state and metrics a few times a second. SIGTERM stops it cleanly (nodes' `close()`
+runs); SIGINT is left to the supervisor, which turns Ctrl-C into SIGTERM for all.
+
+Exit codes: 0 finished or stopped, 1 crashed (the supervisor may restart it),
+3 fatal (a `NodeError`, e.g. a missing file: restarting cannot help).
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+
+from stream.graph import GraphSpec, NodeSpec, load_graph
+from stream.message import Message
+from stream.metrics import NodeMetrics
+from stream.security import stop_authenticators
+from stream.node import Node, NodeError, Source
+from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires
+
+EXIT_OK, EXIT_CRASH, EXIT_FATAL = 0, 1, 3
+HEARTBEAT_S = 0.25
+_POLL_MS = 50
+
+
+@dataclass
+class ProcessConfig:
+    """What a node process needs to know; JSON on the way in."""
+
+    graph_path: str
+    overrides: dict[str, dict[str, Any]]
+    nodes: list[str]
+    run_dir: str
+    ring_dir: str
+    status_endpoint: str
+    resume: dict[str, int] = field(default_factory=dict)  # source node -> first seq to emit (after a restart)
+    incarnation: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> "ProcessConfig":
+        return ProcessConfig(**json.loads(text))
+
+
+class NodeRunner:
+    """Runs one node: the loop, the joins, the metrics; and is the node's `NodeContext`."""
+
+    def __init__(self, spec: NodeSpec, graph: GraphSpec, wires: dict, cfg: ProcessConfig, zctx: zmq.Context,
+                 stop: threading.Event):
+        self.name, self.device, self.spec = spec.name, spec.device, spec
+        self.metrics = NodeMetrics()
+        self.state, self.error = "starting", ""
+        self._stop = stop
+        self._resume = cfg.resume.get(spec.name, 0)
+        ring_dir = Path(cfg.ring_dir)
+        mine_out: dict[str, list[EdgeWire]] = {}
+        mine_in: dict[str, EdgeWire] = {}
+        for e, w in wires.items():
+            if e.src == spec.name:
+                mine_out.setdefault(e.src_port, []).append(w)
+            if e.dst == spec.name:
+                mine_in[e.dst_port] = w
+        self.inputs = {p: InputPort(self.name, p, w, zctx, ring_dir, graph.keys_dir, self.metrics)
+                       for p, w in mine_in.items()}
+        self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping)
+                        for p, ws in mine_out.items()}
+        self._latest: dict[str, Message] = {}
+        self.node: Node = spec.cls(spec.params, self)
+
+    # -- NodeContext -------------------------------------------------------------------------
+    def emit(self, port: str, msg: Message) -> None:
+        if port not in self.spec.cls.outputs:
+            raise ValueError(f"node {self.name}: no output port {port!r}")
+        out = self.outputs.get(port)
+        if out is not None:
+            out.emit(msg)
+        self.metrics.frames_out += 1
+
+    def allocate(self, port: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        out = self.outputs.get(port)
+        return out.allocate(tuple(shape), dtype) if out is not None else np.empty(shape, dtype)
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- loop ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.node.setup()
+            self.state = "running"
+            finished = self._run_source() if isinstance(self.node, Source) else self._run_inputs()
+            self.node.finish()  # also when stopped on request: a live recording still gets a complete file
+            if finished:
+                for out in self.outputs.values():
+                    out.emit(Message.end_of_stream(self.metrics.last_seq + 1))
+            self.state = "finished" if finished else "stopped"
+        except NodeError as exc:
+            self.state, self.error = "fatal", str(exc)
+            print(f"[{self.name}] error: {exc}", file=sys.stderr, flush=True)
+            self._stop.set()
+        except Exception as exc:  # a crash: report it, the supervisor decides about a restart
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            print(f"[{self.name}] crashed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            self._stop.set()
+        finally:
+            try:
+                self.node.close()
+            except Exception:
+                print(f"[{self.name}] close() failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            # The sockets stay open until the process ends: closing them now would drop what
+            # downstream has not read yet (the last frames, end-of-stream).
+
+    def _run_source(self) -> bool:
+        node: Source = self.node  # type: ignore[assignment]
+        total = node.length()
+        self.metrics.total = total
+        if self._resume:
+            node.skip_to(self._resume)
+        outputs = list(self.spec.cls.outputs)
+        seq = self._resume
+        frames = iter(node.frames())
+        while not self.stopping():
+            t0 = time.perf_counter()
+            item = next(frames, None)
+            if item is None:
+                return True
+            self.metrics.process.add(time.perf_counter() - t0)
+            for port, msg in (item if isinstance(item, dict) else {outputs[0]: item}).items():
+                msg.seq = seq
+                self.emit(port, msg)
+            self.metrics.last_seq = seq
+            seq += 1
+        return False
+
+    def _run_inputs(self) -> bool:
+        poller = zmq.Poller()
+        for port in self.inputs.values():
+            poller.register(port.socket, zmq.POLLIN)
+        while not self.stopping():
+            for port in self.inputs.values():
+                port.fill()
+            self.metrics.queue_depth = sum(len(p.pending) for p in self.inputs.values())
+            batch = self._next_batch()
+            if batch is not None:
+                self._process(batch)
+            elif self._exhausted():
+                return True
+            else:
+                poller.poll(_POLL_MS)
+        return False
+
+    def _exhausted(self) -> bool:
+        ports = self.inputs.values()
+        if not ports:
+            return True
+        if self.spec.cls.join == "latest" or len(self.inputs) == 1:
+            return self._primary().exhausted
+        return any(p.exhausted for p in ports)  # seq join: nothing more can match
+
+    def _primary(self) -> InputPort:
+        return next(self.inputs[p] for p in self.spec.cls.inputs if p in self.inputs)
+
+    def _next_batch(self) -> dict[str, Message] | None:
+        if len(self.inputs) == 1:
+            (name, port), = self.inputs.items()
+            return {name: port.pop()} if port.pending else None
+        if self.spec.cls.join == "latest":
+            return self._join_latest()
+        return self._join_seq()
+
+    def _join_seq(self) -> dict[str, Message] | None:
+        """Pair inputs by sequence number; heads older than the newest head can never match."""
+        while all(p.pending for p in self.inputs.values()):
+            newest = max(p.pending[0].seq for p in self.inputs.values())
+            if all(p.pending[0].seq == newest for p in self.inputs.values()):
+                return {name: p.pop() for name, p in self.inputs.items()}
+            for p in self.inputs.values():
+                while p.pending and p.pending[0].seq < newest:
+                    p.pop()
+                    self.metrics.extra["join_dropped"] = self.metrics.extra.get("join_dropped", 0) + 1
+        return None
+
+    def _join_latest(self) -> dict[str, Message] | None:
+        """Run on each arrival at the first input, with the newest message seen on each other input."""
+        primary = self._primary()
+        for name, p in self.inputs.items():
+            if p is not primary:
+                while p.pending:
+                    self._latest[name] = p.pop()
+        if not primary.pending:
+            return None
+        batch = {primary.name: primary.pop()}
+        for name in self.inputs:
+            if name != primary.name:
+                if name not in self._latest:
+                    self.metrics.drops += 1  # nothing to pair with yet
+                    return None
+                batch[name] = self._latest[name]
+        return batch
+
+    def _process(self, batch: dict[str, Message]) -> None:
+        now = time.time()
+        self.metrics.latency.add(now - min(m.capture_ts for m in batch.values()))
+        t0 = time.perf_counter()
+        self.node.process(batch)
+        self.metrics.process.add(time.perf_counter() - t0)
+        self.metrics.frames_in += 1
+        self.metrics.last_seq = max(m.seq for m in batch.values())
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot()}
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process if the supervisor dies, so no node is ever orphaned."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+def process_main(config_json: str) -> None:
+    """Entry point of a node process (spawned by the supervisor)."""
+    cfg = ProcessConfig.from_json(config_json)
+    _die_with_parent()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    zctx = zmq.Context()
+    status = zctx.socket(zmq.PUSH)
+    status.setsockopt(zmq.LINGER, 2000)
+    status.connect(cfg.status_endpoint)
+    label = "+".join(cfg.nodes)
+
+    def report(runners: list[NodeRunner], extra: dict[str, Any] | None = None) -> None:
+        body = {"proc": label, "pid": os.getpid(), "incarnation": cfg.incarnation,
+                "nodes": {r.name: r.status() for r in runners}, **(extra or {})}
+        status.send(msgpack.packb(body, use_bin_type=True))
+
+    try:
+        graph = load_graph(cfg.graph_path, cfg.overrides)
+        wires = plan_wires(graph, Path(cfg.run_dir))
+        runners = [NodeRunner(graph.nodes[n], graph, wires, cfg, zctx, stop) for n in cfg.nodes]
+    except Exception as exc:
+        print(f"[{label}] cannot start: {exc}", file=sys.stderr, flush=True)
+        report([], {"fatal": str(exc)})
+        status.close()
+        zctx.term()
+        sys.exit(EXIT_FATAL)
+
+    threads = [threading.Thread(target=r.run, name=r.name, daemon=True) for r in runners]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        report(runners)
+        for t in threads:
+            t.join(HEARTBEAT_S / len(threads))
+    # A finished process stays up (its sockets open) until the supervisor ends the job:
+    # ZeroMQ drops what a peer has not read yet once the sending process goes away.
+    while not stop.is_set() and all(r.state == "finished" for r in runners):
+        report(runners)
+        stop.wait(HEARTBEAT_S)
+    report(runners)
+    stop_authenticators()
+    status.close()
+    zctx.destroy(linger=0)
+    states = {r.state for r in runners}
+    code = EXIT_FATAL if "fatal" in states else EXIT_CRASH if "failed" in states else EXIT_OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: library threads (torch, mediapipe) can hang it

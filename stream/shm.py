@@ -1,0 +1,201 @@
+"""Shared-memory frame rings: frames cross processes on one host with at most one copy.
+
+Each output port that feeds other processes on this host owns a ring: a file in
+/dev/shm mapped by the producer and by every consumer, with `nslots` equal slots and
+one flag byte per (slot, consumer column). Only ZeroMQ carries the small descriptor
+(`ShmRef`) of a slot; the pixels never pass through a socket.
+
+Ownership is by reference counting, so a node never has to release anything by hand:
+- the producer gets a slot as a writable array (a *lease*); while any view of it is
+  alive the slot stays reserved;
+- sending sets the flag of each consumer the descriptor went to;
+- the consumer turns a descriptor into a read-only view whose last reference, when
+  garbage-collected, clears its flag (`weakref.finalize`).
+A slot is free when the producer holds no lease on it and no consumer flag is set.
+A single byte written by one side and read by the other needs no atomics on the
+platforms we support; the ZeroMQ message that follows the write orders it.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from stream.wire import ShmRef, WireError
+
+_MAGIC = b"NSRING1\0"
+_HEADER = struct.Struct("<8sIIQ")  # magic, nslots, columns, slot_bytes
+_PAGE = mmap.PAGESIZE
+
+
+def shm_root() -> Path:
+    """Where rings live: tmpfs when the OS has one, else the temp folder (still page-cache backed)."""
+    return Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+
+
+def _align(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+class _Lease:
+    """Exposes one slot's memory to numpy; the slot is in use while this object lives."""
+
+    def __init__(self, ring: "_Mapping", slot: int, address: int, nbytes: int, readonly: bool):
+        self.ring, self.slot = ring, slot
+        self.__array_interface__ = {"data": (address, readonly), "shape": (nbytes,), "typestr": "|u1", "version": 3}
+
+
+def lease_of(arr: np.ndarray) -> _Lease | None:
+    """The lease behind `arr` when `arr` views a slot from its first byte, contiguously; else None."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if not isinstance(base, _Lease) or not arr.flags.c_contiguous:
+        return None
+    return base if arr.__array_interface__["data"][0] == base.__array_interface__["data"][0] else None
+
+
+class _Mapping:
+    """A mapped ring file: geometry, flags and slot addresses."""
+
+    def __init__(self, path: Path, create: tuple[int, int, int] | None = None):
+        self.path = path
+        if create is not None:
+            nslots, columns, slot_bytes = create
+            self.data_offset = _align(_HEADER.size + nslots * columns, _PAGE)
+            size = self.data_offset + nslots * slot_bytes
+            tmp = path.with_suffix(".new")
+            fd = os.open(tmp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, size)
+                os.pwrite(fd, _HEADER.pack(_MAGIC, nslots, columns, slot_bytes), 0)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)  # consumers never see a half-initialised ring
+        fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(fd).st_size
+            if size < _HEADER.size:
+                raise WireError(f"shared-memory ring {path.name} is truncated")
+            self.mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        magic, self.nslots, self.columns, self.slot_bytes = _HEADER.unpack_from(self.mm, 0)
+        self.data_offset = _align(_HEADER.size + self.nslots * self.columns, _PAGE)
+        if magic != _MAGIC or size < self.data_offset + self.nslots * self.slot_bytes:
+            raise WireError(f"shared-memory ring {path.name} has a bad header")
+        self.flags = np.frombuffer(self.mm, np.uint8, self.nslots * self.columns, _HEADER.size).reshape(self.nslots, self.columns)
+        self._anchor = ctypes.c_char.from_buffer(self.mm)  # pins the mapping; gives its address
+        self.base_address = ctypes.addressof(self._anchor)
+
+    def geometry(self) -> tuple[int, int, int]:
+        return self.nslots, self.columns, self.slot_bytes
+
+    def slot_address(self, slot: int) -> int:
+        return self.base_address + self.data_offset + slot * self.slot_bytes
+
+
+class ShmRing:
+    """Producer side of a ring: hands out writable slots and publishes them to consumer columns."""
+
+    def __init__(self, path: Path, slot_bytes: int, nslots: int, columns: int):
+        geometry = (nslots, columns, _align(slot_bytes, _PAGE))
+        existing = None
+        if path.exists():  # a restarted producer reuses its ring: consumers may still hold slots in it
+            try:
+                existing = _Mapping(path)
+            except (WireError, ValueError, OSError):
+                existing = None
+        self.map = existing if existing is not None and existing.geometry() == geometry else _Mapping(path, create=geometry)
+        self.name = path.name
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+        self._next = 0
+
+    @property
+    def slot_bytes(self) -> int:
+        return self.map.slot_bytes
+
+    def _release(self, slot: int) -> None:
+        with self._lock:
+            self._held.discard(slot)
+
+    def try_acquire(self) -> _Lease | None:
+        """A free slot as a writable lease, or None when every slot is in use."""
+        flags = self.map.flags
+        with self._lock:
+            for k in range(self.map.nslots):
+                slot = (self._next + k) % self.map.nslots
+                if slot not in self._held and not flags[slot].any():
+                    self._held.add(slot)
+                    self._next = slot + 1
+                    break
+            else:
+                return None
+        lease = _Lease(self, slot, self.map.slot_address(slot), self.map.slot_bytes, readonly=False)
+        weakref.finalize(lease, self._release, slot)
+        return lease
+
+    def acquire(self, timeout: float) -> _Lease | None:
+        """Wait up to `timeout` seconds for a free slot."""
+        deadline, pause = time.monotonic() + timeout, 20e-6
+        while (lease := self.try_acquire()) is None:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, 2e-3)
+        return lease
+
+    def publish(self, lease: _Lease, column: int) -> ShmRef:
+        """Mark the slot as handed to consumer `column`; it stays busy until that consumer lets go."""
+        self.map.flags[lease.slot, column] = 1
+        return ShmRef(self.name, lease.slot, column)
+
+    def retract(self, ref: ShmRef) -> None:
+        """Undo `publish` for a descriptor that could not be sent."""
+        self.map.flags[ref.slot, ref.column] = 0
+
+
+class ShmReader:
+    """Consumer side: turns descriptors into read-only views over the rings it is allowed to read."""
+
+    def __init__(self, root: Path, rings: dict[str, int]):
+        self.root = root
+        self.rings = rings  # ring name -> the column this consumer owns in it
+        self._maps: dict[str, _Mapping] = {}
+
+    def reset(self) -> None:
+        """Clear this consumer's flags: a (re)started consumer holds nothing yet."""
+        for name, column in self.rings.items():
+            if (self.root / name).exists():
+                self._map(name).flags[:, column] = 0
+
+    def _map(self, name: str) -> _Mapping:
+        m = self._maps.get(name)
+        if m is None:
+            m = self._maps[name] = _Mapping(self.root / name)
+        return m
+
+    def _release(self, mapping: _Mapping, slot: int, column: int) -> None:
+        mapping.flags[slot, column] = 0
+
+    def resolve(self, ref: ShmRef, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
+        if self.rings.get(ref.ring) != ref.column:
+            raise WireError(f"shm reference to ring {ref.ring!r} column {ref.column} is not for this input")
+        try:
+            m = self._map(ref.ring)
+        except OSError as exc:
+            raise WireError(f"cannot map shared-memory ring {ref.ring!r}: {exc}") from None
+        if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
+            raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
+        lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
+        weakref.finalize(lease, self._release, m, ref.slot, ref.column)
+        return np.asarray(lease).view(dtype).reshape(shape)
