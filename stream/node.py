@@ -73,8 +73,9 @@ class Node:
     outputs: ClassVar[dict[str, Port]] = {}
     Params: ClassVar[type] = NoParams
     #: How a node with several inputs pairs them: "seq" waits for the same sequence number
-    #: on every input; "latest" runs on each arrival of the first input with the newest of the others.
-    join: ClassVar[Literal["seq", "latest"]] = "seq"
+    #: on every input; "latest" runs on each arrival of the first input with the newest of the
+    #: others; "any" runs on every arrival alone (e.g. an encoder muxing video and audio).
+    join: ClassVar[Literal["seq", "latest", "any"]] = "seq"
 
     def __init__(self, params: Any, ctx: NodeContext):
         self.params = params

@@ -171,7 +171,10 @@ class NodeRunner:
         ports = self.inputs.values()
         if not ports:
             return True
-        if self.spec.cls.join == "latest" or len(self.inputs) == 1:
+        join = self.spec.cls.join
+        if join == "any":
+            return all(p.exhausted for p in ports)
+        if join == "latest" or len(self.inputs) == 1:
             return self._primary().exhausted
         return any(p.exhausted for p in ports)  # seq join: nothing more can match
 
@@ -182,6 +185,9 @@ class NodeRunner:
         if len(self.inputs) == 1:
             (name, port), = self.inputs.items()
             return {name: port.pop()} if port.pending else None
+        if self.spec.cls.join == "any":
+            oldest = min((p for p in self.inputs.values() if p.pending), key=lambda p: p.pending[0].capture_ts, default=None)
+            return {oldest.name: oldest.pop()} if oldest is not None else None
         if self.spec.cls.join == "latest":
             return self._join_latest()
         return self._join_seq()
