@@ -11,8 +11,12 @@ BUILTIN: dict[str, str] = {
     "invert": "stream.nodes.transform:Invert",
     "delay": "stream.nodes.transform:Delay",
     "integrity": "stream.nodes.integrity:IntegritySink",
-    "null": "stream.nodes.null:NullSink",
+    "discard": "stream.nodes.discard:DiscardSink",
     "mp4": "stream.nodes.mp4:Mp4Sink",
+    "video": "stream.nodes.video_in:VideoSource",
+    "mannequin": "stream.nodes.mannequin:MannequinSource",
+    "pose": "stream.nodes.pose:PoseNode",
+    "bones": "stream.nodes.bones:BonesNode",
 }
 
 

@@ -1,0 +1,146 @@
+"""PyAV plumbing shared by the capture and encoder nodes: opening inputs, configuring encoders,
+audio frames <-> messages, and output files that only appear under their name once complete.
+
+Kept in one place so that the file encoder, the network streamer and the benchmark's plain
+PyAV baseline configure x264 identically (the benchmark compares like with like).
+"""
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stream.message import Message
+from stream.node import NodeError
+
+#: FFmpeg options per encoder family for a live (low-latency) stream: no B-frames, no lookahead.
+_LOW_LATENCY = {
+    "libx264": {"tune": "zerolatency", "bf": "0"},
+    "h264_nvenc": {"tune": "ll", "zerolatency": "1", "bf": "0", "delay": "0"},
+}
+#: Tried in order when a graph asks for codec "auto".
+AUTO_CODECS = ("h264_nvenc", "libx264")
+
+
+def open_input(path: str, timeout_s: float = 10.0) -> Any:
+    """An av input container for a file or URL (rtsp://, http://, udp://...), or NodeError saying why not."""
+    import av
+
+    is_url = "://" in path
+    if not is_url and not Path(path).is_file():
+        raise NodeError(f"input file not found: {path}")
+    options = {}
+    if is_url:
+        options["timeout"] = str(int(timeout_s * 1e6))  # microseconds, for network protocols
+        if path.startswith("rtsp://"):
+            options["rtsp_transport"] = "tcp"
+    try:
+        return av.open(path, mode="r", options=options, timeout=timeout_s if is_url else None)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise NodeError(f"cannot open {path}: {exc} (truncated, corrupt or not a media file?)") from None
+
+
+def rational(value: float | Fraction) -> Fraction:
+    """A frame rate as an exact fraction (29.97 -> 30000/1001)."""
+    return Fraction(value).limit_denominator(1001)
+
+
+def encoder_options(codec: str, crf: int | None, preset: str | None, bitrate: int | None,
+                    low_latency: bool) -> tuple[dict[str, str], int | None]:
+    """(FFmpeg private options, bit_rate) for `codec`: constant quality by crf, or a target bitrate."""
+    options: dict[str, str] = {}
+    if preset:
+        options["preset"] = preset if codec != "h264_nvenc" or preset.startswith("p") else "p4"
+    if bitrate is None and crf is not None:
+        options["crf" if codec != "h264_nvenc" else "cq"] = str(crf)
+    if low_latency:
+        options.update(_LOW_LATENCY.get(codec, {}))
+    return options, bitrate
+
+
+def add_video_stream(container: Any, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int,
+                     crf: int | None = 20, preset: str | None = "veryfast", bitrate: int | None = None,
+                     low_latency: bool = False, gop: int | None = None) -> Any:
+    """A configured, opened H.264 (or other) video stream; codec "auto" prefers NVENC where a GPU has it."""
+    import av
+
+    errors = []
+    for name in (AUTO_CODECS if codec == "auto" else (codec,)):
+        try:
+            stream = container.add_stream(name, rate=rate)
+            stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.time_base = time_base
+            stream.time_base = time_base
+            options, bit_rate = encoder_options(name, crf, preset, bitrate, low_latency)
+            stream.options = options
+            if bit_rate:
+                stream.bit_rate = bit_rate
+            if gop:
+                stream.codec_context.gop_size = gop
+            stream.codec_context.open()  # fail here (no GPU, bad option), not at the first frame
+            return stream
+        except (ValueError, av.error.FFmpegError, RuntimeError) as exc:
+            errors.append(f"{name}: {exc}")
+    raise NodeError(f"video encoder {codec!r} cannot be used here: {'; '.join(errors)}")
+
+
+def add_audio_stream(container: Any, rate: int, layout: str, codec: str = "aac", bitrate: int = 128_000) -> Any:
+    import av
+
+    try:
+        stream = container.add_stream(codec, rate=rate, layout=layout)
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise NodeError(f"audio encoder {codec!r} cannot be used here: {exc}") from None
+    stream.bit_rate = bitrate
+    stream.time_base = Fraction(1, rate)
+    return stream
+
+
+def audio_message(frames: list[Any]) -> Message:
+    """Consecutive decoded audio frames as one message: buffers["audio"] is (channels, samples)
+    planar (float32 for the usual AAC/Opus decoders), pts is the first frame's, and meta says
+    how to rebuild them (sample format, layout, rate)."""
+    first = frames[0]
+    planes = [f.to_ndarray() for f in frames]
+    if not first.format.is_planar:  # packed (1, samples*channels) -> planar (channels, samples)
+        planes = [p.reshape(-1, len(first.layout.channels)).T for p in planes]
+    audio = np.ascontiguousarray(np.concatenate(planes, axis=1))
+    return Message(pts=float(first.time) if first.pts is not None else None,
+                   buffers={"audio": audio},
+                   meta={"sample_rate": first.sample_rate, "layout": first.layout.name,
+                         "format": first.format.name if first.format.is_planar else first.format.planar.name})
+
+
+def audio_frame(msg: Message) -> Any:
+    """The av.AudioFrame for an audio message made by `audio_message` (copied: wire buffers are read-only)."""
+    import av
+
+    audio = np.array(msg.buffers["audio"], copy=True, order="C")
+    frame = av.AudioFrame.from_ndarray(audio, format=msg.meta["format"], layout=msg.meta["layout"])
+    frame.sample_rate = int(msg.meta["sample_rate"])
+    return frame
+
+
+class AtomicOutput:
+    """An output written as NAME.part and renamed to NAME only by `commit()`: a crashed, killed or
+    failed job never leaves a file that looks complete (the .part stays as evidence)."""
+
+    def __init__(self, path: str):
+        self.final = Path(path)
+        self.partial = self.final.with_name(self.final.name + ".part")
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot create the folder of {self.final}: {exc}") from None
+        if not os.access(self.final.parent, os.W_OK):
+            raise NodeError(f"cannot write {self.final}: folder {self.final.parent} is not writable")
+
+    def commit(self) -> None:
+        os.replace(self.partial, self.final)
+
+    def discard(self) -> None:
+        self.partial.unlink(missing_ok=True)
