@@ -43,6 +43,7 @@ _POLL_MS = 50
 class ProcessConfig:
     """What a node process needs to know; JSON on the way in."""
 
+    label: str                     # the process's name: its node, or its group
     graph_path: str
     overrides: dict[str, dict[str, Any]]
     nodes: list[str]
@@ -255,7 +256,7 @@ def process_main(config_json: str) -> None:
     status = zctx.socket(zmq.PUSH)
     status.setsockopt(zmq.LINGER, 2000)
     status.connect(cfg.status_endpoint)
-    label = "+".join(cfg.nodes)
+    label = cfg.label
 
     def report(runners: list[NodeRunner], extra: dict[str, Any] | None = None) -> None:
         body = {"proc": label, "pid": os.getpid(), "incarnation": cfg.incarnation,

@@ -92,6 +92,7 @@ class Supervisor:
         self.status_sock.bind(self.status_endpoint)
         self.view = StatusView(graph, quiet=quiet)
         self._signal: int | None = None
+        self.last_report: dict[str, Any] = {}
 
     # -- processes ------------------------------------------------------------------------
     def _resume_points(self, h: ProcessHandle) -> dict[str, int]:
@@ -103,7 +104,7 @@ class Supervisor:
         return resume
 
     def _start(self, h: ProcessHandle) -> None:
-        cfg = ProcessConfig(graph_path=str(self.graph.path), overrides=self.overrides, nodes=h.nodes,
+        cfg = ProcessConfig(label=h.label, graph_path=str(self.graph.path), overrides=self.overrides, nodes=h.nodes,
                             run_dir=str(self.run_dir), ring_dir=str(self.ring_dir), status_endpoint=self.status_endpoint,
                             resume=self._resume_points(h), incarnation=h.incarnation)
         h.proc = self.mp.Process(target=process_main, args=(cfg.to_json(),), name=f"node:{h.label}", daemon=False)
@@ -200,7 +201,7 @@ class Supervisor:
                 signal.signal(s, handler)
         elapsed = time.monotonic() - started
         code = {"completed": 0, "stopped": 0, "failed": 1, "interrupted": 130}[outcome]
-        report = self.report(outcome, code, elapsed)
+        report = self.last_report = self.report(outcome, code, elapsed)
         self.view.close(report)
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +229,7 @@ class Supervisor:
         for h in self.handles:
             for n in h.nodes:
                 s = h.node_status.get(n, {})
-                nodes[n] = {"kind": self.graph.nodes[n].kind, "process": h.label, "state": s.get("state", h.state),
+                nodes[n] = {"kind": self.graph.nodes[n].kind, "in_process": h.label, "state": s.get("state", h.state),
                             "restarts": h.restarts, "error": s.get("error") or h.error, **s.get("metrics", {})}
         return {"graph": self.graph.name, "file": str(self.graph.path), "host": self.host, "outcome": outcome,
                 "exit_code": code, "duration_s": round(elapsed, 3), "nodes": nodes}

@@ -5,7 +5,7 @@ from stream.message import Message
 from stream.node import Port, Sink
 
 
-class NullSink(Sink):
+class DiscardSink(Sink):
     inputs = {"in": Port("any")}
 
     def process(self, inputs: dict[str, Message]) -> None:

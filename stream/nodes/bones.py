@@ -1,0 +1,50 @@
+"""Keypoints in, bone stack out: the avatar's input (one channel per bone, depth-valued)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream.message import Message
+from stream.node import Node, Port
+from stream.nodes.keypoints import read_keypoints
+from stream.params import param
+
+
+class BonesNode(Node):
+    """Rasterizes the skeleton at the graph's resolution (keypoints are rescaled from their frame)."""
+
+    inputs = {"in": Port("keypoints")}
+    outputs = {"out": Port("bones", doc="buffers['bones'] (C, H, W) float32, plus the keypoints")}
+
+    @dataclass
+    class Params:
+        width: int = param(256, "output width")
+        height: int = param(256, "output height")
+        thickness: float = param(0.02, "bone width as a fraction of min(H, W)")
+
+        def __post_init__(self) -> None:
+            if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
+                raise ValueError(f"width/height must be in 16..4096, got {self.width}x{self.height}")
+            if not 0 < self.thickness < 0.5:
+                raise ValueError(f"thickness must be in (0, 0.5), got {self.thickness}")
+
+    def setup(self) -> None:
+        from avatars.bones import BoneStyle, rasterize_bones
+
+        self.style = BoneStyle(thickness=self.params.thickness)
+        self.rasterize = rasterize_bones
+
+    def process(self, inputs: dict[str, Message]) -> None:
+        msg = inputs["in"]
+        kp = read_keypoints(msg, self.ctx.name)
+        p = self.params
+        scaled = kp.keypoints.copy()
+        scaled[:, 0] *= p.width / kp.width
+        scaled[:, 1] *= p.height / kp.height
+        scaled[:, 2] *= p.width / kp.width  # depth is in the same pixel units as x
+        if not kp.detected:
+            scaled[:, 3] = 0.0  # nothing to draw: an all-zero stack
+        out = msg.derive(bones=self.rasterize(scaled, p.height, p.width, self.style), keypoints=scaled)
+        out.meta.update(width=p.width, height=p.height)
+        self.emit("out", out)
