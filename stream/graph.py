@@ -244,14 +244,17 @@ def _edge_spec(i: int, raw: Any, default_policy: str, default_depth: int, proble
     return EdgeSpec(m[1], m[2], m[3], m[4], policy, depth)
 
 
-def _check_edges(nodes: dict[str, NodeSpec], edges: list[EdgeSpec], problems: list[str]) -> None:
+def _check_edges(nodes: dict[str, NodeSpec], edges: list[EdgeSpec], broken: set[str], problems: list[str]) -> None:
+    """Ports exist, types match, each input fed once, required inputs fed; edges touching a node
+    that already has a reported problem (`broken`) are skipped rather than reported again."""
     fed: dict[tuple[str, str], EdgeSpec] = {}
     for e in edges:
         src, dst = nodes.get(e.src), nodes.get(e.dst)
         for end, spec in ((e.src, src), (e.dst, dst)):
-            if spec is None:
+            if spec is None and end not in broken:
                 problems.append(f"edge {e}: unknown node {end!r}")
         if src is None or dst is None:
+            fed.setdefault((e.dst, e.dst_port), e)
             continue
         out_port, in_port = src.cls.outputs.get(e.src_port), dst.cls.inputs.get(e.dst_port)
         if out_port is None:
@@ -319,9 +322,12 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
     if not isinstance(raw_nodes, list) or not raw_nodes:
         raise GraphError(path, problems + ["'nodes' must be a non-empty list"])
     nodes: dict[str, NodeSpec] = {}
+    broken: set[str] = set()
     for i, raw in enumerate(raw_nodes):
         spec = _node_spec(i, raw, overrides, hosts, problems)
         if spec is None:
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                broken.add(raw["name"])
             continue
         if spec.name in nodes:
             problems.append(f"node {spec.name!r}: duplicate name")
@@ -335,7 +341,7 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
         problems.append("'edges' must be a list")
         raw_edges = []
     edges = [e for i, raw in enumerate(raw_edges) if (e := _edge_spec(i, raw, default_policy, default_depth, problems))]
-    _check_edges(nodes, edges, problems)
+    _check_edges(nodes, edges, broken, problems)
     cycle = _find_cycle(nodes, edges)
     if cycle:
         problems.append(f"cycle: {' -> '.join(cycle)}")

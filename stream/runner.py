@@ -79,7 +79,7 @@ class NodeRunner:
                 mine_out.setdefault(e.src_port, []).append(w)
             if e.dst == spec.name:
                 mine_in[e.dst_port] = w
-        self.inputs = {p: InputPort(self.name, p, w, zctx, ring_dir, graph.keys_dir, self.metrics)
+        self.inputs = {p: InputPort(self.name, p, w, zctx, ring_dir, graph.keys_dir, self.metrics, cfg.incarnation > 0)
                        for p, w in mine_in.items()}
         self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping)
                         for p, ws in mine_out.items()}
@@ -236,11 +236,13 @@ class NodeRunner:
         return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot()}
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this process if the supervisor dies, so no node is ever orphaned."""
+def _linux_process_setup(label: str) -> None:
+    """Linux: die with the supervisor (no orphans, even if it is SIGKILLed), and show as ns:<label> in ps/top."""
     if sys.platform.startswith("linux"):
         try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            libc.prctl(15, f"ns:{label}"[:15].encode())  # PR_SET_NAME
         except OSError:
             pass
 
@@ -248,7 +250,7 @@ def _die_with_parent() -> None:
 def process_main(config_json: str) -> None:
     """Entry point of a node process (spawned by the supervisor)."""
     cfg = ProcessConfig.from_json(config_json)
-    _die_with_parent()
+    _linux_process_setup(cfg.label)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

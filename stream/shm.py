@@ -12,6 +12,12 @@ Ownership is by reference counting, so a node never has to release anything by h
 - the consumer turns a descriptor into a read-only view whose last reference, when
   garbage-collected, clears its flag (`weakref.finalize`).
 A slot is free when the producer holds no lease on it and no consumer flag is set.
+
+A restarted consumer cannot release what its dead predecessor held, so it clears its
+column and bumps the column's *epoch*; descriptors published under an older epoch
+(still queued for the dead process) are then refused as stale and their flag cleared,
+instead of being read from a slot the producer may already be rewriting. A consumer's
+first start never clears anything: descriptors may already be on their way to it.
 A single byte written by one side and read by the other needs no atomics on the
 platforms we support; the ZeroMQ message that follows the write orders it.
 """
@@ -30,6 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from stream.wire import ShmRef, WireError
+
+
+class StaleError(WireError):
+    """A descriptor meant for a consumer's previous incarnation: dropped, not malformed."""
 
 _MAGIC = b"NSRING1\0"
 _HEADER = struct.Struct("<8sIIQ")  # magic, nslots, columns, slot_bytes
@@ -70,7 +80,7 @@ class _Mapping:
         self.path = path
         if create is not None:
             nslots, columns, slot_bytes = create
-            self.data_offset = _align(_HEADER.size + nslots * columns, _PAGE)
+            self.data_offset = _align(_HEADER.size + nslots * columns + 4 * columns, _PAGE)
             size = self.data_offset + nslots * slot_bytes
             tmp = path.with_suffix(".new")
             fd = os.open(tmp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
@@ -89,10 +99,12 @@ class _Mapping:
         finally:
             os.close(fd)
         magic, self.nslots, self.columns, self.slot_bytes = _HEADER.unpack_from(self.mm, 0)
-        self.data_offset = _align(_HEADER.size + self.nslots * self.columns, _PAGE)
+        flags_bytes = self.nslots * self.columns
+        self.data_offset = _align(_HEADER.size + flags_bytes + 4 * self.columns, _PAGE)
         if magic != _MAGIC or size < self.data_offset + self.nslots * self.slot_bytes:
             raise WireError(f"shared-memory ring {path.name} has a bad header")
-        self.flags = np.frombuffer(self.mm, np.uint8, self.nslots * self.columns, _HEADER.size).reshape(self.nslots, self.columns)
+        self.flags = np.frombuffer(self.mm, np.uint8, flags_bytes, _HEADER.size).reshape(self.nslots, self.columns)
+        self.epochs = np.frombuffer(self.mm, np.uint32, self.columns, _align(_HEADER.size + flags_bytes, 4))
         self._anchor = ctypes.c_char.from_buffer(self.mm)  # pins the mapping; gives its address
         self.base_address = ctypes.addressof(self._anchor)
 
@@ -157,7 +169,7 @@ class ShmRing:
     def publish(self, lease: _Lease, column: int) -> ShmRef:
         """Mark the slot as handed to consumer `column`; it stays busy until that consumer lets go."""
         self.map.flags[lease.slot, column] = 1
-        return ShmRef(self.name, lease.slot, column)
+        return ShmRef(self.name, lease.slot, column, int(self.map.epochs[column]))
 
     def retract(self, ref: ShmRef) -> None:
         """Undo `publish` for a descriptor that could not be sent."""
@@ -173,10 +185,12 @@ class ShmReader:
         self._maps: dict[str, _Mapping] = {}
 
     def reset(self) -> None:
-        """Clear this consumer's flags: a (re)started consumer holds nothing yet."""
+        """After a restart: drop what the dead predecessor held, and refuse what was sent to it."""
         for name, column in self.rings.items():
             if (self.root / name).exists():
-                self._map(name).flags[:, column] = 0
+                m = self._map(name)
+                m.epochs[column] += 1
+                m.flags[:, column] = 0
 
     def _map(self, name: str) -> _Mapping:
         m = self._maps.get(name)
@@ -196,6 +210,9 @@ class ShmReader:
             raise WireError(f"cannot map shared-memory ring {ref.ring!r}: {exc}") from None
         if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
             raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
+        if ref.epoch != m.epochs[ref.column]:
+            m.flags[ref.slot, ref.column] = 0
+            raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
         weakref.finalize(lease, self._release, m, ref.slot, ref.column)
         return np.asarray(lease).view(dtype).reshape(shape)

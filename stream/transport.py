@@ -31,7 +31,7 @@ from stream.graph import EdgeSpec, GraphSpec
 from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.security import curve_client, curve_server
-from stream.shm import ShmReader, ShmRing, lease_of
+from stream.shm import ShmReader, ShmRing, StaleError, lease_of
 from stream.wire import Limits, ShmRef, WireError, decode, encode, wire_array
 
 #: Buffers smaller than this travel inline even on ipc edges (a slot costs more than the copy).
@@ -193,14 +193,14 @@ class InputPort:
     """One input port: a bound PULL socket feeding a local queue under the edge's policy."""
 
     def __init__(self, node: str, name: str, wire: EdgeWire, zctx: zmq.Context, ring_dir: Path,
-                 keys_dir: Path | None, metrics: NodeMetrics, limits: Limits = Limits()):
+                 keys_dir: Path | None, metrics: NodeMetrics, restarted: bool, limits: Limits = Limits()):
         self.node, self.name, self.wire, self.metrics, self.limits = node, name, wire, metrics, limits
         self.policy, self.depth = wire.edge.policy, wire.edge.depth
         self.pending: collections.deque[Message] = collections.deque()
         self.eos = False
         self.last_seq = -1
         self.reader = ShmReader(ring_dir, {wire.ring: wire.column}) if wire.ring else None
-        if self.reader is not None:
+        if self.reader is not None and restarted:
             self.reader.reset()
         self.socket = zctx.socket(zmq.PULL)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -214,6 +214,9 @@ class InputPort:
             if self.wire.transport == "inproc":
                 return LOCAL.take(frames[0].bytes if len(frames) == 1 else b"")
             return decode(frames, self.limits, self.reader.resolve if self.reader else None)
+        except StaleError:
+            self.metrics.drops += 1
+            return None
         except WireError as exc:
             self.metrics.rejected += 1
             if self.metrics.rejected <= 5 or self.metrics.rejected % 1000 == 0:

@@ -3,7 +3,7 @@
     frame 0   msgpack map  {v, stream, seq, pts, cap, eos, meta, bufs: [{name, role, dtype, shape[, shm]}]}
     frame 1.. the bytes of each buffer that travels inline, in `bufs` order (C order)
 
-A buffer may instead live in a shared-memory slot (`shm: [ring, slot, column]`, see
+A buffer may instead live in a shared-memory slot (`shm: [ring, slot, column, epoch]`, see
 `stream.shm`), in which case no frame carries it. Nothing here ever unpickles:
 the header is msgpack with bounded sizes, the buffers are raw bytes whose dtype comes
 from a whitelist and whose length must equal shape x itemsize. Every check happens
@@ -50,6 +50,7 @@ class ShmRef:
     ring: str
     slot: int
     column: int
+    epoch: int = 0
 
 
 def _builtin(value: Any) -> Any:
@@ -84,7 +85,7 @@ def encode(msg: Message, arrays: dict[str, np.ndarray], shm: dict[str, ShmRef] |
         entry: dict[str, Any] = {"name": name, "role": role_of(name), "dtype": arr.dtype.name, "shape": list(arr.shape)}
         ref = shm.get(name)
         if ref is not None:
-            entry["shm"] = [ref.ring, ref.slot, ref.column]
+            entry["shm"] = [ref.ring, ref.slot, ref.column, ref.epoch]
         else:
             inline.append(arr.data if arr.ndim else arr.reshape(1).data)
         entries.append(entry)
@@ -160,9 +161,9 @@ def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmRes
         if "shm" in entry:
             ref = entry["shm"]
             _need(resolve_shm is not None, f"buffer {name}: shared memory not available on this edge")
-            _need(isinstance(ref, list) and len(ref) == 3 and isinstance(ref[0], str) and _is_int(ref[1]) and _is_int(ref[2]),
+            _need(isinstance(ref, list) and len(ref) == 4 and isinstance(ref[0], str) and all(_is_int(v) for v in ref[1:]),
                   f"buffer {name}: bad shm reference {ref!r}")
-            buffers[name] = resolve_shm(ShmRef(ref[0], ref[1], ref[2]), dt, shape, nbytes)
+            buffers[name] = resolve_shm(ShmRef(*ref), dt, shape, nbytes)
         else:
             view = next(inline)
             _need(view.nbytes == nbytes, f"buffer {name}: {view.nbytes} bytes but shape {list(shape)} x {dt.itemsize} needs {nbytes}")
