@@ -88,6 +88,15 @@ def add_video_stream(container: Any, codec: str, rate: Fraction, time_base: Frac
     raise NodeError(f"video encoder {codec!r} cannot be used here: {'; '.join(errors)}")
 
 
+def video_frame(image: np.ndarray, stream: Any, pts: int, duration: int) -> Any:
+    """An av.VideoFrame of the RGB `image`, cropped to the stream's (even) size, stamped in its time base."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+    frame.pts, frame.time_base, frame.duration = pts, stream.codec_context.time_base, duration
+    return frame
+
+
 def add_audio_stream(container: Any, rate: int, layout: str, codec: str = "aac", bitrate: int = 128_000) -> Any:
     import av
 

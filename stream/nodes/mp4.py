@@ -18,7 +18,7 @@ from typing import Any
 
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
-from stream.nodes.media import AtomicOutput, add_audio_stream, add_video_stream, audio_frame, rational
+from stream.nodes.media import AtomicOutput, add_audio_stream, add_video_stream, audio_frame, rational, video_frame
 from stream.params import param
 
 #: Audio that arrives before the first video frame (it skips the video chain) waits here; more
@@ -108,18 +108,13 @@ class Mp4Sink(Sink):
         self._video(inputs["in"])
 
     def _video(self, msg: Message) -> None:
-        import av
-
         if self.video is None:
             self._open(msg)
-        image = msg.buffers["image"][: self.video.height, : self.video.width]
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        tb = self.video.codec_context.time_base
-        pts = self.next_pts if msg.pts is None else round((msg.pts - self.origin) / tb)
-        frame.pts = max(pts, self.next_pts)  # strictly increasing, whatever upstream did
-        frame.time_base = tb
-        frame.duration = self.frame_ticks  # so the last frame lasts as long as the others
-        self.next_pts = frame.pts + 1
+        pts = self.next_pts if msg.pts is None else round((msg.pts - self.origin) / self.video.codec_context.time_base)
+        pts = max(pts, self.next_pts)  # strictly increasing, whatever upstream did
+        self.next_pts = pts + 1
+        # duration: so that the last frame lasts as long as the others
+        frame = video_frame(msg.buffers["image"], self.video, pts, self.frame_ticks)
         for packet in self.video.encode(frame):
             self.container.mux(packet)
         self.counts["video_frames"] += 1
