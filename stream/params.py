@@ -94,7 +94,11 @@ def describe_params(cls: type) -> list[tuple[str, str, str, str]]:
             default = repr(f.default_factory())
         else:
             default = "(required)"
-        type_name = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Literal:
+            type_name = "|".join(map(str, typing.get_args(hint)))
+        else:
+            type_name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
         rows.append((f.name, type_name, default, f.metadata.get("doc", "")))
     return rows
 

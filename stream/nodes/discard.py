@@ -6,6 +6,8 @@ from stream.node import Port, Sink
 
 
 class DiscardSink(Sink):
+    """Discards everything; its metrics still count frames, latency and drops."""
+
     inputs = {"in": Port("any")}
 
     def process(self, inputs: dict[str, Message]) -> None:
