@@ -27,6 +27,7 @@ BUILTIN: dict[str, str] = {
     "mannequin": "stream.nodes.mannequin:MannequinSource",
     "pose": "stream.nodes.pose:PoseNode",
     "bones": "stream.nodes.bones:BonesNode",
+    "stylize": "stream.nodes.stylize:StylizeNode",
 }
 
 

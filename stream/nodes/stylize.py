@@ -1,0 +1,64 @@
+"""Feed-forward stylization of every frame (StyleNet or TextureNet), any frame size."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from stream.message import Message
+from stream.node import Node, NodeError, Port
+from stream.params import param
+
+
+class StylizeNode(Node):
+    """Runs on the node's device and CUDA stream; on CPU, channels-last + bf16 autocast by default."""
+
+    inputs = {"in": Port("video")}
+    outputs = {"out": Port("video", doc="stylized image; the input's other buffers (mask) pass through")}
+
+    @dataclass
+    class Params:
+        model: str = param("starry_night", "checkpoint file, or the name of a shipped style")
+        bf16: bool = param(True, "bf16 autocast (fast on AVX-512-BF16/AMX CPUs and GPUs)")
+        channels_last: bool = param(True, "channels-last activations")
+        compile: bool = param(False, "torch.compile the network (slow first frame of each size)")
+        noise_scale: float = param(1.0, "TextureNet: style (high) vs content (low)")
+        seed: int = param(0, "TextureNet: the fixed noise across frames")
+        smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
+        smoothing_weight: float = param(0.5, "share of the previous output kept")
+        threads: int = param(0, "CPU threads for torch; 0 = torch's default")
+
+        def __post_init__(self) -> None:
+            if not 0 <= self.smoothing_weight < 1:
+                raise ValueError(f"smoothing_weight must be in [0, 1), got {self.smoothing_weight}")
+            if self.threads < 0:
+                raise ValueError("threads must be >= 0")
+
+    def setup(self) -> None:
+        import torch
+
+        from avatars.shipped import resolve_weights
+        from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer
+        from stream.devices import open_device
+
+        p = self.params
+        if p.threads:
+            torch.set_num_threads(p.threads)
+        self.dev = open_device(self.ctx.device)
+        try:
+            model = load_stylizer(resolve_weights(p.model), self.dev.device)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            raise NodeError(f"{self.ctx.name}: cannot load style model: {exc}") from None
+        cfg = FastPathConfig(bf16=p.bf16, channels_last=p.channels_last, compile=p.compile, noise_scale=p.noise_scale,
+                             seed=p.seed, smoothing=p.smoothing, smoothing_weight=p.smoothing_weight)
+        self.stylizer = FrameStylizer(model, self.dev.device, cfg)
+
+    def process(self, inputs: dict[str, Message]) -> None:
+        msg = inputs["in"]
+        image = msg.buffers["image"]
+        if self.params.smoothing == "flow":
+            image = np.array(image)  # kept as the previous frame: do not pin the producer's slot
+        with self.dev:
+            out = self.stylizer(image)
+        self.emit("out", msg.derive(**{**msg.buffers, "image": out}))
