@@ -28,6 +28,7 @@ BUILTIN: dict[str, str] = {
     "pose": "stream.nodes.pose:PoseNode",
     "bones": "stream.nodes.bones:BonesNode",
     "stylize": "stream.nodes.stylize:StylizeNode",
+    "avatar": "stream.nodes.avatar:AvatarNode",
 }
 
 
