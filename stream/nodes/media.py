@@ -153,3 +153,19 @@ class AtomicOutput:
 
     def discard(self) -> None:
         self.partial.unlink(missing_ok=True)
+
+
+def probe(path: str) -> dict[str, Any]:
+    """What a file holds, by decoding all of it: video frame pts (s), size, audio span (s).
+    Used to verify re-renders (tests, the benchmark), not by the nodes themselves."""
+    with open_input(path) as container:
+        video = container.streams.video[0]
+        pts = [float(f.time) for f in container.decode(video)]
+        info: dict[str, Any] = {"frames": len(pts), "pts": pts, "width": video.width, "height": video.height,
+                                "audio": None}
+    with open_input(path) as container:
+        if container.streams.audio:
+            frames = list(container.decode(audio=0))
+            info["audio"] = {"start": float(frames[0].time), "end": float(frames[-1].time) + frames[-1].samples / frames[-1].sample_rate,
+                             "sample_rate": frames[0].sample_rate, "channels": len(frames[0].layout.channels)}
+    return info

@@ -96,6 +96,7 @@ class VideoSource(Source):
             self.container.seek(int(p.start / self.video.time_base), stream=self.video, backward=True)
         streams = [s for s in (self.video, self.audio) if s is not None]
         decoded = 0
+        ended: set[Any] = set()  # streams past `end`; audio goes on to `end` after the video got there
         for packet in self.container.demux(streams):
             try:
                 frames = packet.decode()
@@ -109,7 +110,8 @@ class VideoSource(Source):
                 if t is not None and t < p.start - 1e-6:
                     continue
                 if t is not None and p.end is not None and t >= p.end - 1e-6:
-                    if packet.stream is self.video:
+                    ended.add(packet.stream)
+                    if len(ended) == len(streams):
                         return
                     continue
                 decoded += packet.stream is self.video
