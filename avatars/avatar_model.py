@@ -217,12 +217,17 @@ class AvatarConfig:
         return DirectAvatar(self.generator)
 
 
-def save_avatar(path: str | Path, model: Avatar, cfg: AvatarConfig, info: dict[str, Any] | None = None) -> Path:
-    """Write weights (safetensors, config in the header) and a side-car ``.json``; atomic."""
+def save_avatar(path: str | Path, model: Avatar, cfg: AvatarConfig, info: dict[str, Any] | None = None,
+                half: bool = False) -> Path:
+    """Write weights (safetensors, config in the header) and a side-car ``.json``; atomic.
+
+    ``half`` stores fp16 (shipping: half the size; loading casts back to fp32).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"format": FORMAT, "avatar": dataclasses.asdict(cfg), **(info or {})}, indent=1)
-    state = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, tmp, metadata={"config": text})
     tmp.replace(path)

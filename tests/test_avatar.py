@@ -1,0 +1,195 @@
+"""Textured neural avatar: shapes, the sampling/blending maths, initialisation, training,
+checkpoints, the run-time renderer (crop and paste-back, empty frames) and the bf16 fast path."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from avatars.avatar_crop import CropConfig, person_crop
+from avatars.avatar_data import AvatarDataset, make_mannequin_dataset
+from avatars.avatar_init import accumulate_texels, mean_textures, skeleton_labels
+from avatars.avatar_model import (AvatarConfig, AvatarRenderer, DirectAvatar, GeneratorConfig, TexturedAvatar,
+                                  blend, load_avatar, save_avatar)
+from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, ssim, train_avatar
+from avatars.mannequin import Camera, MannequinSequence
+from avatars.skeleton import NUM_CHANNELS, NUM_PARTS, PART
+
+TINY = GeneratorConfig(base_channels=8, max_channels=16, num_down=2, res_encoder=1, res_decoder=1, outer_kernel=3)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("mannequin")
+    make_mannequin_dataset(out, ("walk", "turn_around"), (0.0, 90.0), frames_per_clip=4, fps=5.0,
+                           crop=CropConfig(size=64), progress=False)
+    return str(out)
+
+
+def test_output_shapes_and_mask_consistency():
+    torch.manual_seed(0)
+    x = torch.rand(2, NUM_CHANNELS, 32, 48)
+    t = TexturedAvatar(TINY, texture_size=16)(x)
+    assert t.rgb.shape == (2, 3, 32, 48) and t.mask.shape == (2, 1, 32, 48)
+    assert t.parts.shape == (2, NUM_PARTS + 1, 32, 48) and t.uv.shape == (2, 2 * NUM_PARTS, 32, 48)
+    torch.testing.assert_close(t.parts.sum(1), torch.ones(2, 32, 48))
+    torch.testing.assert_close(t.mask_logit.sigmoid(), t.mask)  # the BCE sees the same mask
+    d = DirectAvatar(TINY)(x)
+    assert d.rgb.shape == (2, 3, 32, 48) and d.parts is None
+    assert (d.rgb <= d.mask + 1e-6).all()  # premultiplied colour
+    with pytest.raises(ValueError, match="multiple of 4"):
+        TexturedAvatar(TINY)(torch.rand(1, NUM_CHANNELS, 30, 32))
+
+
+def test_paper_size_has_about_17M_parameters():
+    n = sum(p.numel() for p in TexturedAvatar(GeneratorConfig.paper()).net.parameters())
+    assert 16e6 < n < 18e6
+
+
+def test_blend_with_one_hot_parts_samples_the_texture_exactly():
+    g = torch.Generator().manual_seed(1)
+    tex = torch.rand(NUM_PARTS, 3, 8, 8, generator=g)
+    h, w = 5, 7
+    part = torch.randint(0, NUM_PARTS + 1, (1, h, w), generator=g)
+    parts = torch.nn.functional.one_hot(part, NUM_PARTS + 1).permute(0, 3, 1, 2).float()
+    # uv at texel centres: texel (row i, col j) is at ((j + 0.5) / 8, (i + 0.5) / 8)
+    rows, cols = torch.randint(0, 8, (2, NUM_PARTS, h, w), generator=g)
+    uv = torch.stack([(cols + 0.5) / 8, (rows + 0.5) / 8], 1).reshape(1, 2 * NUM_PARTS, h, w)
+    out = blend(parts, uv, tex)
+    for y in range(h):
+        for x in range(w):
+            k = int(part[0, y, x])
+            want = torch.zeros(3) if k == NUM_PARTS else tex[k, :, rows[k, y, x], cols[k, y, x]]
+            torch.testing.assert_close(out[0, :, y, x], want)
+    # half-way between two texel centres along u: their average (bilinear)
+    uv2 = uv.clone()
+    uv2[:, 0::2] = (3 + 0.5 + 0.5) / 8  # between columns 3 and 4
+    rows0 = rows
+    out2 = blend(parts, uv2, tex)
+    k = int(part[0, 0, 0])
+    if k < NUM_PARTS:
+        torch.testing.assert_close(out2[0, :, 0, 0], tex[k, :, rows0[k, 0, 0], 3:5].mean(-1))
+
+
+def test_texture_init_is_the_mean_of_mapped_pixels():
+    n, size = NUM_PARTS, 4
+    parts = torch.zeros(1, n + 1, 1, 3)
+    parts[0, PART["torso"]] = 1.0
+    uv = torch.zeros(1, 2 * n, 1, 3)
+    t = PART["torso"]
+    uv[0, 2 * t] = torch.tensor([0.1, 0.1, 0.9])      # u -> columns 0, 0, 3
+    uv[0, 2 * t + 1] = torch.tensor([0.3, 0.3, 0.6])  # v -> rows 1, 1, 2
+    rgb = torch.tensor([[0.2, 0.4, 0.9], [0.0, 0.6, 0.3], [1.0, 1.0, 0.5]]).T.reshape(1, 3, 1, 3)
+    sums, counts = torch.zeros(n, 3, size, size), torch.zeros(n, size, size)
+    accumulate_texels(parts, uv, rgb, torch.ones(1, 1, 3), sums, counts)
+    tex = mean_textures(sums, counts)
+    torch.testing.assert_close(tex[t, :, 1, 0], torch.tensor([0.1, 0.5, 0.6]))  # mean of pixels 0 and 1
+    torch.testing.assert_close(tex[t, :, 2, 3], torch.tensor([1.0, 1.0, 0.5]))
+    assert counts.sum() == 3 and tex[PART["head"]].abs().sum() == 0  # unmapped texels black
+
+
+def test_skeleton_labels_follow_the_mannequins_parts():
+    """Nearest-bone labels agree with the mannequin's true part map on most body pixels."""
+    f = MannequinSequence("walk", 1, camera=Camera.orbit(20.0, width=128, height=128))[0]
+    labels, uv = skeleton_labels(torch.from_numpy(f.joints2d)[None], torch.from_numpy(f.mask.astype(np.float32))[None])
+    fg = f.mask
+    assert (labels[0].numpy()[~fg] == NUM_PARTS).all()
+    agree = (labels[0].numpy()[fg] == f.part[fg]).mean()
+    assert agree > 0.7, agree
+    assert uv.min() >= 0 and uv.max() <= 1
+
+
+def test_training_lowers_the_loss_and_checkpoints_round_trip(dataset, tmp_path):
+    torch.manual_seed(0)
+    cfg = AvatarTrainConfig(dataset, generator=TINY, texture_size=16, steps=20, batch_size=4, lr=2e-3,
+                            pretrain_steps=6, init_frames=8, vgg_weights="random", vgg_taps=(1, 6),
+                            vgg_bf16=False, sample_every=1000, checkpoint_every=10)
+    out = tmp_path / "a.safetensors"
+    r = train_avatar(cfg, out, progress=False)
+    assert r.steps == 20 and out.is_file() and (tmp_path / "a.json").is_file() and (tmp_path / "a_loss.png").is_file()
+    import json
+    hist = json.loads((tmp_path / "a.json").read_text())["history"]
+    assert hist[-1]["total"] < hist[0]["total"]
+    model, acfg = load_avatar(out)
+    assert isinstance(model, TexturedAvatar) and acfg.generator == TINY and acfg.crop.size == 64
+    ds = AvatarDataset(dataset)
+    b = ds.batch([0, 1])
+    # resuming continues from the saved step, with the same weights
+    cfg2 = AvatarTrainConfig(**{**cfg.__dict__, "steps": 22})
+    before = model(b.bones).rgb
+    r2 = train_avatar(cfg2, out, progress=False)
+    assert r2.steps == 22
+    after = load_avatar(out)[0](b.bones).rgb
+    assert 0 < (after - before).abs().max() < 0.5
+    scores = evaluate_avatars([out], dataset, tmp_path / "eval", progress=False).scores["a"]
+    assert 0 < scores["ssim"] <= 1 and scores["psnr"] > 5
+    assert (tmp_path / "eval" / "grid.png").is_file() and (tmp_path / "eval" / "a_textures.png").is_file()
+
+
+def test_save_load_is_exact_and_pickle_free(tmp_path):
+    torch.manual_seed(3)
+    cfg = AvatarConfig("direct", TINY, crop=CropConfig(size=32))
+    m = cfg.build().eval()
+    p = save_avatar(tmp_path / "d.safetensors", m, cfg, {"note": "x"})
+    m2, cfg2 = load_avatar(p)
+    x = torch.rand(1, NUM_CHANNELS, 32, 32)
+    torch.testing.assert_close(m(x).rgb, m2(x).rgb, rtol=0, atol=0)
+    assert cfg2 == cfg and isinstance(m2, DirectAvatar)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.raises(Exception):
+        load_avatar(tmp_path / "bad.safetensors")
+
+
+def test_renderer_pastes_at_the_person_and_handles_empty_frames():
+    torch.manual_seed(0)
+    cfg = AvatarConfig("textured", TINY, 16, CropConfig(size=64))
+    r = AvatarRenderer(cfg.build(), cfg)
+    f = MannequinSequence("walk", 1, camera=Camera.orbit(0.0, width=160, height=120))[0]
+    out = r(f.joints2d, (120, 160))
+    assert out.rgb.shape == (120, 160, 3) and out.rgb.dtype == np.uint8 and out.mask.shape == (120, 160)
+    crop = person_crop(f.joints2d, cfg.crop)
+    ys, xs = np.nonzero(out.mask > 0)
+    half = crop.side / 2 + 1
+    assert xs.min() >= crop.cx - half and xs.max() <= crop.cx + half
+    empty = r(None, (120, 160))
+    assert empty.mask.max() == 0 and empty.rgb.max() == 0
+    hidden = f.joints2d.copy()
+    hidden[:, 3] = 0
+    assert r(hidden, (120, 160)).mask.max() == 0
+
+
+def test_crop_maps_keypoints_and_images_consistently():
+    f = MannequinSequence("dance", 1, camera=Camera.orbit(30.0, width=256, height=256))[0]
+    c = person_crop(f.joints2d, CropConfig(size=128))
+    kp = c.keypoints(f.joints2d, 128)
+    img = c.cut(f.mask.astype(np.float32), 128, interpolation=0)  # nearest
+    j = np.round(kp[:, :2]).astype(int)
+    inside = (j >= 0).all(1) & (j < 128).all(1)
+    # a joint of the torso projects onto the body in the crop as in the frame
+    hip = 23
+    assert inside[hip] and img[j[hip, 1], j[hip, 0]] == 1.0
+    back = c.paste(c.cut(f.mask.astype(np.float32), 128), 256, 256)
+    assert abs(back.sum() - f.mask.sum()) / f.mask.sum() < 0.05
+
+
+def test_bf16_fast_path_stays_close_to_fp32():
+    torch.manual_seed(0)
+    cfg = AvatarConfig("textured", GeneratorConfig.small(), 32, CropConfig(size=64))
+    model = cfg.build()
+    f = MannequinSequence("walk", 1, camera=Camera.orbit(0.0, width=64, height=64))[0]
+    from avatars.bones import rasterize_bones
+    x = torch.from_numpy(rasterize_bones(f.joints2d, 64, 64))[None]
+    ref = AvatarRenderer(model, cfg).render_bones(x)
+    fast = AvatarRenderer(model, cfg, fast=True).render_bones(x)
+    err = (fast.rgb - ref.rgb).abs()
+    assert err.mean() < 0.01 and err.max() < 0.1, (err.mean(), err.max())
+    assert (fast.mask - ref.mask).abs().max() < 0.05
+
+
+def test_ssim_identity_and_ordering():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    torch.testing.assert_close(ssim(x, x), torch.ones(2))
+    noisy = (x + 0.1 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
+    very = (x + 0.3 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
+    assert (ssim(noisy, x) > ssim(very, x)).all()
