@@ -46,21 +46,16 @@ class VideoSource(Source):
                 raise ValueError(f"end ({self.end}) must be after start ({self.start})")
 
     def setup(self) -> None:
-        import av
-
         p = self.params
         self.container = open_input(p.path, p.timeout)
         if not self.container.streams.video:
             raise NodeError(f"{p.path}: no video stream")
         self.video = self.container.streams.video[0]
-        try:
-            self.video.codec_context  # noqa: B018 - raises where FFmpeg has no decoder for the codec
-        except av.error.FFmpegError as exc:
-            raise NodeError(f"{p.path}: cannot decode video codec: {exc}") from None
-        if self.video.codec_context is None or not self.video.codec_context.codec.is_decoder:
-            raise NodeError(f"{p.path}: unsupported video codec {self.video.codec_context.name!r}")
+        if self.video.codec_context is None:  # PyAV leaves it unset where FFmpeg has no decoder
+            raise NodeError(f"{p.path}: unsupported video codec (this FFmpeg has no decoder for it)")
         self.video.thread_type = "AUTO"
-        self.audio = self.container.streams.audio[0] if p.audio and self.container.streams.audio else None
+        decodable = [a for a in self.container.streams.audio if a.codec_context is not None]
+        self.audio = decodable[0] if p.audio and decodable else None
         self.rate = self.video.average_rate or self.video.guessed_rate or 30
         self.first = 0
         self.counts = self.ctx.metrics.extra

@@ -1,0 +1,161 @@
+"""Bad input: every case gets a clear message, a non-zero exit where fatal, and never a
+half-written output under the final name. Runs the real CLI on real (damaged) files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from launch.cli import main
+from stream.nodes.media import probe
+
+REPO = Path(__file__).resolve().parents[1]
+RERENDER = str(REPO / "graphs" / "rerender.yaml")
+
+
+def run(graph: str | Path, tmp_path: Path, *sets: str) -> tuple[int, dict]:
+    report = tmp_path / "report.json"
+    code = main(["run", str(graph), "--quiet", "--report", str(report), *[a for s in sets for a in ("--set", s)]])
+    return code, json.loads(report.read_text())
+
+
+def rerender(src: Path, out: Path, tmp_path: Path, *sets: str) -> tuple[int, dict]:
+    return run(RERENDER, tmp_path, f"source.path={src}", f"sink.path={out}", "sink.preset=ultrafast", *sets)
+
+
+def error_of(report: dict, node: str) -> str:
+    return report["nodes"][node]["error"]
+
+
+def tiny_clip(path: Path, frames: int = 10) -> Path:
+    """A short H.264 clip made on the fly."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(tmp_path / "nope.mp4", out, tmp_path)
+    assert code != 0
+    assert "input file not found" in error_of(report, "source") and "nope.mp4" in error_of(report, "source")
+    assert report["nodes"]["source"]["restarts"] == 0  # fatal: not retried
+    assert not out.exists()
+
+
+def test_truncated_file_with_index_at_the_end_cannot_open(media: Path, tmp_path: Path) -> None:
+    src = tmp_path / "cut.mp4"
+    src.write_bytes((media / "video" / "gvhmr_tennis.mp4").read_bytes()[:500_000])  # moov atom lost
+    out = tmp_path / "out.mp4"
+    code, report = rerender(src, out, tmp_path)
+    assert code != 0
+    assert "cannot open" in error_of(report, "source") and "truncated" in error_of(report, "source")
+    assert not out.exists()
+
+
+@pytest.fixture
+def truncated(media: Path, tmp_path: Path) -> Path:
+    """The first 40% of a clip whose index is at the start: it opens, then runs out of data."""
+    data = (media / "video" / "hybrik_taiji.mp4").read_bytes()
+    src = tmp_path / "truncated.mp4"
+    src.write_bytes(data[: len(data) * 2 // 5])
+    return src
+
+
+def test_truncated_file_skip_writes_what_there_is_and_counts_the_rest(truncated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(truncated, out, tmp_path, "source.on_error=skip")
+    assert code == 0
+    written = probe(str(out))["frames"]
+    assert 50 < written < 412
+    assert report["nodes"]["source"]["extra"]["missing_frames"] == 412 - written
+
+
+def test_truncated_file_fail_exits_nonzero_and_leaves_no_complete_looking_output(truncated: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(truncated, out, tmp_path, "source.on_error=fail")
+    assert code != 0
+    assert "truncated" in error_of(report, "source")
+    assert not out.exists()
+
+
+@pytest.fixture
+def corrupt(media: Path, tmp_path: Path) -> Path:
+    """A real clip with 20 stretches of its frame data overwritten by noise."""
+    data = bytearray((media / "video" / "kinetics_ta_chi_340x256.mp4").read_bytes())
+    noise = np.random.default_rng(0).integers(0, 256, 400, dtype=np.uint8).tobytes()
+    for k in range(20):
+        data[5000 + k * 6000: 5400 + k * 6000] = noise
+    src = tmp_path / "corrupt.mp4"
+    src.write_bytes(bytes(data))
+    return src
+
+
+def test_corrupt_frames_skip_counts_them(corrupt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(corrupt, out, tmp_path, "source.on_error=skip")
+    assert code == 0
+    assert report["nodes"]["source"]["extra"]["decode_errors"] > 0
+    assert 0 < probe(str(out))["frames"] < 300
+
+
+def test_corrupt_frames_fail(corrupt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(corrupt, out, tmp_path, "source.on_error=fail")
+    assert code != 0
+    assert "undecodable" in error_of(report, "source")
+    assert not out.exists()
+
+
+def test_unsupported_codec(tmp_path: Path) -> None:
+    data = tiny_clip(tmp_path / "tiny.mkv").read_bytes()
+    src = tmp_path / "unknown_codec.mkv"
+    src.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_XXXXX/ISO/XYZ"))  # a codec id FFmpeg does not know
+    code, report = rerender(src, tmp_path / "out.mp4", tmp_path)
+    assert code != 0
+    assert "unsupported video codec" in error_of(report, "source")
+
+
+def test_not_a_video(tmp_path: Path) -> None:
+    src = tmp_path / "notes.mp4"
+    src.write_text("not a video\n" * 100)
+    code, report = rerender(src, tmp_path / "out.mp4", tmp_path)
+    assert code != 0
+    assert "cannot open" in error_of(report, "source")
+
+
+def test_unwritable_output_path(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    code, report = rerender(tiny_clip(tmp_path / "tiny.mp4"), blocker / "out.mp4", tmp_path)
+    assert code != 0
+    assert "out.mp4" in error_of(report, "sink")
+
+
+def test_absent_camera(tmp_path: Path) -> None:
+    graph = tmp_path / "camera.yaml"
+    graph.write_text("name: cam\nnodes:\n  - {name: cam, kind: camera, params: {device: /dev/video99}}\n"
+                     "  - {name: sink, kind: discard}\nedges:\n  - cam.out -> sink.in\n")
+    code, report = run(graph, tmp_path)
+    assert code != 0
+    assert "no camera at '/dev/video99'" in error_of(report, "cam")
+
+
+def test_missing_image_folder(tmp_path: Path) -> None:
+    graph = tmp_path / "images.yaml"
+    graph.write_text(f"name: imgs\nnodes:\n  - {{name: src, kind: images, params: {{path: {tmp_path / 'none'}}}}}\n"
+                     "  - {name: sink, kind: discard}\nedges:\n  - src.out -> sink.in\n")
+    code, report = run(graph, tmp_path)
+    assert code != 0
+    assert "image folder not found" in error_of(report, "src")
