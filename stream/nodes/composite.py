@@ -213,11 +213,12 @@ class Mosaic(Node):
         out[:] = 0
         for i, name in enumerate(names):
             y, x = (i // cols) * th, (i % cols) * tw
-            out[y:y + th, x:x + tw] = fit(as_rgb(inputs[name]), th, tw, "letterbox")
+            tile = fit(as_rgb(inputs[name]), th, tw, "letterbox")
             label = self.params.labels["abcd".index(name)] if "abcd".index(name) < len(self.params.labels) else ""
-            if label:
-                cv2.putText(out, label, (x + 8, y + th - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1,
-                            cv2.LINE_AA)
+            if label:  # drawn on the tile alone, so a long caption never spills into its neighbour
+                tile = tile.copy()  # may be the (read-only) input itself
+                cv2.putText(tile, label, (8, th - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 0), 1, cv2.LINE_AA)
+            out[y:y + th, x:x + tw] = tile
         if self.overlay is not None:
             self.overlay.draw(out, min(m.capture_ts for m in inputs.values()))
         self.emit("out", inputs["a"].derive(image=out))
