@@ -66,8 +66,6 @@ class NetStreamSink(Sink):
         self.next_pts = 0
 
     def process(self, inputs: dict[str, Message]) -> None:
-        import av
-
         msg = inputs["in"]
         p = self.params
         if self.stream is None:
@@ -79,23 +77,28 @@ class NetStreamSink(Sink):
         self.t0 = t if self.t0 is None else self.t0
         pts = max(round((t - self.t0) / _TIME_BASE), self.next_pts)
         self.next_pts = pts + 1
-        try:
-            for packet in self.stream.encode(video_frame(msg.buffers["image"], self.stream, pts, self.ticks)):
-                self.container.mux(packet)
-        except (OSError, av.error.FFmpegError) as exc:  # the viewer went away
-            raise NodeError(f"network output {p.url}: {exc}") from None
+        self._send(video_frame(msg.buffers["image"], self.stream, pts, self.ticks))
 
-    def finish(self) -> None:
+    def _send(self, frame: Any) -> None:
         import av
 
         try:
-            if self.stream is not None:
-                for packet in self.stream.encode():
-                    self.container.mux(packet)
-        except (OSError, av.error.FFmpegError):
-            pass  # the viewer left first: nothing to flush to
-        self.container.close()
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:  # the viewer or server went away
+            raise NodeError(f"network output {self.params.url}: {exc}") from None
+
+    def finish(self) -> None:
+        if self.stream is not None:
+            self._send(None)  # flush the encoder
+        self.close()
 
     def close(self) -> None:
-        if hasattr(self, "container"):
-            self.container.close()
+        import av
+
+        if getattr(self, "container", None) is not None:
+            container, self.container = self.container, None
+            try:
+                container.close()
+            except (OSError, av.error.FFmpegError):
+                pass  # the viewer left first: no trailer to deliver

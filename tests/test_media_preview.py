@@ -1,0 +1,74 @@
+"""The browser preview, seen by a real browser: headless Chromium screenshots of the page must show
+the live picture, and two screenshots a moment apart must differ (the picture moves)."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def screenshot(url: str, path: Path, profile: Path) -> np.ndarray:
+    shutil.rmtree(profile, ignore_errors=True)
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                    "--hide-scrollbars", "--window-size=640,360", "--virtual-time-budget=1000",
+                    f"--screenshot={path}", url], check=True, capture_output=True, timeout=60)
+    image = cv2.imread(str(path))
+    assert image is not None, f"chromium wrote no screenshot at {path}"
+    return image
+
+
+@pytest.fixture
+def preview(tmp_path: Path):
+    """graphs/preview.yaml running (endless live test pattern) on a free port; its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "run", str(REPO / "graphs" / "preview.yaml"), "--quiet",
+                             "--set", f"preview.port={port}", "--for", "60"], cwd=REPO)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "frame.jpg", timeout=5).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_frame_endpoint_serves_jpeg(preview: str) -> None:
+    with urllib.request.urlopen(preview + "frame.jpg", timeout=5) as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        image = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (360, 640, 3)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+def test_page_shows_the_live_picture_in_chromium(preview: str, tmp_path: Path) -> None:
+    first = screenshot(preview, tmp_path / "a.png", tmp_path / "profile")
+    time.sleep(1.0)
+    second = screenshot(preview, tmp_path / "b.png", tmp_path / "profile")
+    assert first.shape == (360, 640, 3)
+    assert first.std() > 30  # the colourful test pattern, not a blank page
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 5  # the picture changed
