@@ -286,6 +286,13 @@ class AvatarRenderer:
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.reset()
 
+    @classmethod
+    def open(cls, path: str | Path, device: torch.device | str = "cpu", fast: bool = False,
+             scale_smoothing: float = 0.8) -> "AvatarRenderer":
+        """A renderer for the avatar file at ``path`` (what a streaming node's setup() needs)."""
+        model, cfg = load_avatar(path, device)
+        return cls(model, cfg, device, fast, scale_smoothing)
+
     def reset(self) -> None:
         self._torso: float | None = None
 

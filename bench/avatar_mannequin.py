@@ -5,6 +5,7 @@ baseline, and the paper's comparisons (held-out motion, novel views).
     python bench/avatar_mannequin.py train --kind textured --minutes 45
     python bench/avatar_mannequin.py train --kind direct   --minutes 45
     python bench/avatar_mannequin.py eval
+    python bench/avatar_mannequin.py ship     # -> avatars/weights/mannequin_avatar.safetensors (fp16)
 
 Training views: orbit angles 0, 90, 180, 270 deg; motions walk, dance, turn_around, random
 (60 frames each at 15 fps). Held out: the arm_wave motion. Novel views: every training view
@@ -23,12 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avatars.avatar_crop import CropConfig  # noqa: E402
 from avatars.avatar_data import make_mannequin_dataset  # noqa: E402
+from avatars.avatar_model import load_avatar, read_avatar_meta, save_avatar  # noqa: E402
 from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, train_avatar  # noqa: E402
 
 TRAIN_ANGLES = (0.0, 90.0, 180.0, 270.0)
 TRAIN_MOTIONS = ("walk", "dance", "turn_around", "random")
 OFFSETS = (0.0, 15.0, 30.0, 45.0)
 CROP = CropConfig(size=128)
+SHIPPED = Path(__file__).resolve().parents[1] / "avatars" / "weights" / "mannequin_avatar.safetensors"
 
 
 def data(root: Path) -> None:
@@ -59,9 +62,20 @@ def evaluate(root: Path) -> None:
     (root / "eval" / "summary.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
+def ship(root: Path) -> None:
+    """The trained textured avatar as fp16, with its training record, into avatars/weights/."""
+    src = root / "textured.safetensors"
+    model, cfg = load_avatar(src)
+    meta = read_avatar_meta(src)
+    info = {k: meta[k] for k in ("train", "step", "seconds", "init", "final_losses")}
+    info["made_by"] = ["python bench/avatar_mannequin.py data", "python bench/avatar_mannequin.py train --kind textured --minutes 45",
+                       "python bench/avatar_mannequin.py ship"]
+    print(save_avatar(SHIPPED, model, cfg, info, half=True), SHIPPED.stat().st_size, "bytes")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("data", "train", "eval"))
+    p.add_argument("what", choices=("data", "train", "eval", "ship"))
     p.add_argument("--root", type=Path, default=Path("runs/avatar/mannequin"))
     p.add_argument("--kind", choices=("textured", "direct"), default="textured")
     p.add_argument("--minutes", type=float, default=45.0)
@@ -71,8 +85,10 @@ def main() -> None:
         data(a.root)
     elif a.what == "train":
         train(a.root, a.kind, a.minutes, a.steps)
-    else:
+    elif a.what == "eval":
         evaluate(a.root)
+    else:
+        ship(a.root)
 
 
 if __name__ == "__main__":

@@ -193,3 +193,21 @@ def test_ssim_identity_and_ordering():
     noisy = (x + 0.1 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
     very = (x + 0.3 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
     assert (ssim(noisy, x) > ssim(very, x)).all()
+
+
+def test_prepare_video_crops_real_frames_and_caches(media, tmp_path):
+    from avatars.avatar_data import prepare_video
+    video = media / "video" / "kinetics_ta_chi_340x256.mp4"
+    out = prepare_video(video, tmp_path / "d", CropConfig(size=64), holdout=0.25, max_frames=8, progress=False)
+    train, test = AvatarDataset(out, "train"), AvatarDataset(out, "test")
+    assert len(train) + len(test) == 8 and len(test) == 2
+    assert train.rgb.shape[1:] == (64, 64, 3) and train.mask.max() > 200
+    b = train.batch([0])
+    hips = b.keypoints[0, 23:25, :2].mean(0)  # the crop follows the hips: near the centre
+    assert (hips - 31.5).abs().max() < 8 and b.bones.abs().sum() > 0
+    assert b.rgb[0][:, b.mask[0] == 0].max() == 0  # background blacked out
+    stamp = (out / "frames.npz").stat().st_mtime_ns
+    prepare_video(video, tmp_path / "d", CropConfig(size=64), holdout=0.25, max_frames=8, progress=False)
+    assert (out / "frames.npz").stat().st_mtime_ns == stamp  # cached
+    with pytest.raises(ValueError, match="no split"):
+        AvatarDataset(out, "validation")
