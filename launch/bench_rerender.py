@@ -9,13 +9,16 @@ what its pipelining buys when a stage is slow.
    per frame): in the loop it adds to every frame; in the graph it runs in its own process,
    overlapping decode and encode, which is the speed-up pipelining gives on this machine.
 
-Prints frames/s and ratios (graph / loop); the goal is a graph cost of at most 10%.
+Prints frames/s and ratios (graph / loop), and the CPU time per frame of each (all processes):
+the wall-clock ratio shows what a user waits, the CPU ratio what the runtime itself costs. The
+goal is a graph cost of at most 10%.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +60,12 @@ def plain_loop(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0)
                 for p in stream.encode():
                     out.mux(p)
     return frames
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children (the graph's node processes)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def busy(ms: float) -> None:
@@ -104,10 +113,13 @@ def run(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "out.mp4")
         results: dict[str, float] = {}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         frames = plain_loop(args.file, out, args.crf, args.preset)
         results["loop_fps"] = frames / (time.perf_counter() - t0)
+        results["loop_cpu_ms_per_frame"] = (cpu_seconds() - c0) / frames * 1e3
+        c0 = cpu_seconds()
         seconds, got = run_graph(args.file, out, args.crf, args.preset)
+        results["graph_cpu_ms_per_frame"] = (cpu_seconds() - c0) / frames * 1e3
         if got != frames:
             print(f"error: the graph wrote {got} frames, the loop {frames}")
             return 1
@@ -125,6 +137,8 @@ def run(argv: list[str]) -> int:
     print(f"  rerender.yaml            {results['graph_fps']:7.1f} frames/s end to end  (ratio {results['graph_fps'] / results['loop_fps']:.2f})")
     print(f"    start-up (1-frame run) {results['graph_startup_s']:7.2f} s;  after start-up {results['graph_fps_after_startup']:.1f} "
           f"frames/s (ratio {results['graph_fps_after_startup'] / results['loop_fps']:.2f})")
+    print(f"  CPU per frame (all processes): loop {results['loop_cpu_ms_per_frame']:.1f} ms, graph "
+          f"{results['graph_cpu_ms_per_frame']:.1f} ms (ratio {results['graph_cpu_ms_per_frame'] / results['loop_cpu_ms_per_frame']:.2f}, start-up included)")
     print(f"  with a {args.delay_ms:g} ms busy stage: loop {results['slow_loop_fps']:.1f} frames/s, graph {results['slow_graph_fps']:.1f} "
           f"frames/s: pipelining speed-up x{results['slow_graph_fps'] / results['slow_loop_fps']:.2f}")
     if args.json:
