@@ -159,3 +159,11 @@ def test_missing_image_folder(tmp_path: Path) -> None:
     code, report = run(graph, tmp_path)
     assert code != 0
     assert "image folder not found" in error_of(report, "src")
+
+
+def test_unavailable_encoder(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    code, report = rerender(tiny_clip(tmp_path / "tiny.mp4"), out, tmp_path, "sink.codec=h264_nosuchencoder")
+    assert code != 0
+    assert "h264_nosuchencoder" in error_of(report, "sink") and "cannot be used here" in error_of(report, "sink")
+    assert not out.exists()

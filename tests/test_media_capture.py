@@ -2,7 +2,10 @@
 folders of images in natural order."""
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -58,3 +61,17 @@ edges:
     run(graph, tmp_path)
     values = [int(cv2.imread(str(tmp_path / "out" / f"{i}.png"))[0, 0, 0]) for i in range(3)]
     assert values == [20, 40, 200]
+
+
+def test_http_url_with_auto_encoder(media: Path, tmp_path: Path) -> None:
+    """A video served over HTTP is read like a file; codec auto picks NVENC where it opens, else x264."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(media / "video"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hybrik_taiji.mp4"  # index first: no range requests needed
+        out = tmp_path / "http.mp4"
+        run(RERENDER, tmp_path, f"source.path={url}", "source.end=1", f"sink.path={out}", "sink.codec=auto")
+    finally:
+        server.shutdown()
+    assert probe(str(out))["frames"] == 24  # 1 s at 23.976 fps

@@ -61,31 +61,47 @@ def encoder_options(codec: str, crf: int | None, preset: str | None, bitrate: in
     return options, bitrate
 
 
+def pick_encoder(codec: str, width: int, height: int) -> str:
+    """`codec` itself, or for "auto" the first of AUTO_CODECS that opens here (NVENC needs an NVIDIA GPU
+    with an encoder and its driver; trying costs a few milliseconds)."""
+    import av
+
+    if codec != "auto":
+        return codec
+    for name in AUTO_CODECS:
+        try:
+            ctx = av.CodecContext.create(name, "w")
+            ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = width, height, "yuv420p", Fraction(1, 30)
+            ctx.open()
+            return name
+        except (ValueError, av.error.FFmpegError, RuntimeError):
+            continue
+    raise NodeError(f"none of the encoders {AUTO_CODECS} can be opened here")
+
+
 def add_video_stream(container: Any, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int,
                      crf: int | None = 20, preset: str | None = "veryfast", bitrate: int | None = None,
                      low_latency: bool = False, gop: int | None = None) -> Any:
     """A configured, opened H.264 (or other) video stream; codec "auto" prefers NVENC where a GPU has it."""
     import av
 
-    errors = []
-    for name in (AUTO_CODECS if codec == "auto" else (codec,)):
-        try:
-            stream = container.add_stream(name, rate=rate)
-            stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = time_base
-            stream.time_base = time_base
-            options, bit_rate = encoder_options(name, crf, preset, bitrate, low_latency)
-            stream.options = options
-            if bit_rate:
-                stream.bit_rate = bit_rate
-            if gop:
-                stream.codec_context.gop_size = gop
-            stream.codec_context.open()  # fail here (no GPU, bad option), not at the first frame
-            return stream
-        except (ValueError, av.error.FFmpegError, RuntimeError) as exc:
-            errors.append(f"{name}: {exc}")
-    raise NodeError(f"video encoder {codec!r} cannot be used here: {'; '.join(errors)}")
+    width, height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+    name = pick_encoder(codec, width, height)
+    try:
+        stream = container.add_stream(name, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = time_base
+        stream.time_base = time_base
+        options, bit_rate = encoder_options(name, crf, preset, bitrate, low_latency)
+        stream.options = options
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        if gop:
+            stream.codec_context.gop_size = gop
+        stream.codec_context.open()  # fail here (no GPU, bad option), not at the first frame
+        return stream
+    except (ValueError, av.error.FFmpegError, RuntimeError) as exc:
+        raise NodeError(f"video encoder {name!r} cannot be used here: {exc}") from None
 
 
 def video_frame(image: np.ndarray, stream: Any, pts: int, duration: int) -> Any:
