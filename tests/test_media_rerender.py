@@ -41,7 +41,7 @@ def test_round_trip_keeps_every_frame_timestamp_and_audio(media: Path, tmp_path:
     assert (after["width"], after["height"]) == (before["width"] - before["width"] % 2, before["height"] - before["height"] % 2)
     frame = (before["pts"][-1] - before["pts"][0]) / max(1, before["frames"] - 1)
     shift = before["pts"][0]
-    worst = max(abs((b - shift) - a) for a, b in zip(after["pts"], before["pts"]))
+    worst = max(abs((b - shift) - a) for a, b in zip(after["pts"], before["pts"], strict=True))
     assert worst < frame / 2, f"timestamps moved by up to {worst:.4f}s"
     assert (before["audio"] is None) == (after["audio"] is None)
     if before["audio"]:
