@@ -64,6 +64,9 @@ class NodeContext(Protocol):
 
     def stopping(self) -> bool: ...
 
+    def connected(self, port: str) -> bool:
+        """Whether an edge feeds (input) or leaves (output) this port in the running graph."""
+
 
 class Node:
     """Base of every node kind. Override `process`; `setup`, `finish`, `close` as needed."""

@@ -102,6 +102,9 @@ class NodeRunner:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def connected(self, port: str) -> bool:
+        return port in self.inputs or port in self.outputs
+
     # -- loop ---------------------------------------------------------------------------------
     def run(self) -> None:
         try:
@@ -112,6 +115,7 @@ class NodeRunner:
             if finished:
                 for out in self.outputs.values():
                     out.emit(Message.end_of_stream(self.metrics.last_seq + 1))
+                self._drain()
             self.state = "finished" if finished else "stopped"
         except NodeError as exc:
             self.state, self.error = "fatal", str(exc)
@@ -167,6 +171,20 @@ class NodeRunner:
             else:
                 poller.poll(_POLL_MS)
         return False
+
+    def _drain(self) -> None:
+        """After the end, keep reading (and discarding) until every input ended: a producer
+        still blocked on a full `block` edge into this node would otherwise never finish."""
+        poller = zmq.Poller()
+        for port in self.inputs.values():
+            poller.register(port.socket, zmq.POLLIN)
+        while not self.stopping() and not all(p.eos for p in self.inputs.values()):
+            for port in self.inputs.values():
+                port.fill()
+                if port.pending:
+                    self.metrics.extra["discarded_after_end"] = self.metrics.extra.get("discarded_after_end", 0) + len(port.pending)
+                    port.pending.clear()
+            poller.poll(_POLL_MS)
 
     def _exhausted(self) -> bool:
         ports = self.inputs.values()

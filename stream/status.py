@@ -47,10 +47,13 @@ class StatusView:
         self._last = now
         metrics = self._metrics(handles)
         totals = [m.get("total") for n, m in metrics.items() if n in self.graph.sources() and m.get("total")]
-        sinks = [m.get("frames_in", 0) for n, m in metrics.items() if n in self.graph.sinks() and m]
+        # frames done = the sequence number the slowest sink has reached (audio messages at an
+        # encoder arrive too, but do not advance past the frames they belong to)
+        sinks = [m.get("last_seq", -1) + 1 for n, m in metrics.items() if n in self.graph.sinks() and m]
         if totals and sinks:
-            if self._bar is None:
+            if self._bar is None:  # its rate starts from here, so it is not updated in the same call
                 self._bar = tqdm(total=min(totals), desc=self.graph.name, unit="frame", file=sys.stderr, dynamic_ncols=True)
+                return
             self._bar.n = min(min(sinks), self._bar.total)
             self._bar.refresh()
         else:

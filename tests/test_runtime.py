@@ -281,3 +281,19 @@ def test_curve_between_hosts_delivers_to_keyed_peers_only(tmp_path):
     impostor.close(linger=0)
     ctx.term()
     assert got == 0
+
+
+def test_a_join_that_ends_early_still_lets_its_longer_producer_finish(tmp_path):
+    # composite pairs by seq: it ends with the 5-frame foreground; the 60-frame background
+    # must still be drained, or its source would block forever on the full edge.
+    code, report, err = run_graph(tmp_path, """
+        nodes:
+          - {name: fg, kind: mannequin, params: {width: 64, height: 64, frames: 5}}
+          - {name: bg, kind: synthetic, params: {width: 64, height: 48, frames: 60}}
+          - {name: comp, kind: composite, params: {background: stream}}
+          - {name: sink, kind: discard}
+        edges: [fg.video -> comp.in, {from: bg.out, to: comp.background, depth: 2}, comp.out -> sink.in]
+    """, timeout=60)
+    assert code == 0, err
+    assert report["outcome"] == "completed" and report["nodes"]["sink"]["frames_in"] == 5
+    assert report["nodes"]["bg"]["frames_out"] == 60

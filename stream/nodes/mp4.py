@@ -75,8 +75,8 @@ class Mp4Sink(Sink):
         self.counts = self.ctx.metrics.extra
         self.counts.update(video_frames=0, audio_messages=0, audio_ignored=0)
         # The audio stream must exist before the header is written: only expect it where a graph
-        # connected our audio input (the runtime knows; the `inputs` of its context).
-        self.audio_connected = "audio" in getattr(self.ctx, "inputs", {"audio": None})
+        # connected our audio input.
+        self.audio_connected = self.ctx.connected("audio")
 
     def _open(self, msg: Message) -> None:
         p = self.params
