@@ -32,7 +32,7 @@ from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.security import curve_client, curve_server
 from stream.shm import ShmReader, ShmRing, StaleError, lease_of
-from stream.wire import Limits, ShmRef, WireError, decode, encode, wire_array
+from stream.wire import Limits, WireError, decode, encode, wire_array
 
 #: Buffers smaller than this travel inline even on ipc edges (a slot costs more than the copy).
 SHM_MIN_BYTES = 64 * 1024

@@ -16,6 +16,7 @@ import numpy as np
 
 from stream.message import Message
 from stream.node import NodeError, Port, Sink, Source
+from stream.pacing import Pacer
 from stream.params import param
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -62,7 +63,7 @@ class ImageFolderSource(Source):
         import cv2
 
         p = self.params
-        start = time.monotonic()
+        pacer = Pacer(p.realtime)
         i = self.first
         while p.loop or i < len(self.files):
             path = self.files[i % len(self.files)]
@@ -72,8 +73,7 @@ class ImageFolderSource(Source):
                     raise NodeError(f"cannot read image {path}")
                 self.ctx.metrics.extra["unreadable"] += 1
             else:
-                if p.realtime:
-                    time.sleep(max(0.0, start + (i - self.first) / p.fps - time.monotonic()))
+                pacer.wait(i / p.fps)
                 yield Message(pts=i / p.fps, capture_ts=time.time(), meta={"file": path.name},
                               buffers={"image": cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)})
             i += 1

@@ -1,7 +1,6 @@
 """A camera-free source: the synthetic mannequin, rendered live, with its exact keypoints."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -10,6 +9,7 @@ import numpy as np
 from stream.message import Message
 from stream.node import Port, Source
 from stream.nodes.keypoints import keypoint_message
+from stream.pacing import Pacer
 from stream.params import param
 
 
@@ -55,12 +55,9 @@ class MannequinSource(Source):
 
     def frames(self) -> Iterator[dict[str, Message]]:
         p = self.params
-        start = time.monotonic()
+        pacer = Pacer(p.realtime)
         for i in range(self.first, len(self.sequence)):
-            if p.realtime:
-                delay = start + (i - self.first) / p.fps - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            pacer.wait(i / p.fps)
             frame = self.sequence[i]
             video = Message(pts=i / p.fps, buffers={"image": frame.rgb, "mask": frame.mask.astype(np.float32)},
                             meta={"frame": i})

@@ -14,6 +14,7 @@ import numpy as np
 
 from stream.message import Message
 from stream.node import Port, Source
+from stream.pacing import Pacer
 from stream.params import param
 
 STAMP_BITS = 32
@@ -91,13 +92,10 @@ class SyntheticSource(Source):
 
     def frames(self) -> Iterator[Message]:
         p = self.params
-        start = time.monotonic()
+        pacer = Pacer(p.realtime)
         i = self.first
         while p.frames == 0 or i < p.frames:
-            if p.realtime:
-                delay = start + (i - self.first) / p.fps - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+            pacer.wait(i / p.fps)
             image = self.allocate("out", (p.height, p.width, 3), np.uint8)
             test_pattern(i, p.height, p.width, self.base, out=image)
             yield Message(pts=i / p.fps, capture_ts=time.time(), buffers={"image": image}, meta={"frame": i})

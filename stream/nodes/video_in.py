@@ -14,6 +14,7 @@ from typing import Any, Iterator, Literal
 from stream.message import Message
 from stream.node import NodeError, Port, Source
 from stream.nodes.media import audio_message, open_input
+from stream.pacing import Pacer
 from stream.params import param
 
 #: Samples per audio message at most (the wire bounds each dimension at 16384).
@@ -121,7 +122,7 @@ class VideoSource(Source):
         p = self.params
         offset = 0.0  # added to pts on each pass of a loop, so timestamps keep increasing
         index = 0
-        wall0: float | None = None
+        pacer = Pacer(p.realtime)
         pending: Message | None = None
         audio = AudioQueue()
         while True:
@@ -136,9 +137,7 @@ class VideoSource(Source):
                 if index >= self.first:
                     if pending is not None:
                         yield from audio.with_video(pending, until=t)
-                    if p.realtime:
-                        wall0 = time.monotonic() - t if wall0 is None else wall0
-                        time.sleep(max(0.0, wall0 + t - time.monotonic()))
+                    pacer.wait(t)
                     pending = Message(pts=t, capture_ts=time.time(), meta=self._meta(),
                                       buffers={"image": frame.to_ndarray(format="rgb24")})
                 index += 1
