@@ -71,7 +71,7 @@ class AvatarTrainConfig:
 
     data: str
     kind: Literal["textured", "direct"] = "textured"
-    split: str = "all"                   # dataset split to train on ("train" for prepared videos)
+    split: str | None = None             # dataset split; None: "train" where the data has one, else all
     generator: GeneratorConfig = field(default_factory=GeneratorConfig.small)
     texture_size: int = 128
     steps: int = 2000
@@ -107,6 +107,12 @@ class TrainResult:
     steps: int
     seconds: float
     final_losses: dict[str, float]
+
+
+def default_split(data: str | Path, name: str) -> str:
+    """``name`` where the dataset folder defines that split (prepared videos), else "all"."""
+    meta = json.loads((Path(data) / "meta.json").read_text())
+    return name if name in meta.get("splits", {}) else "all"
 
 
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -181,7 +187,7 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    data = AvatarDataset(cfg.data, cfg.split)
+    data = AvatarDataset(cfg.data, cfg.split or default_split(cfg.data, "train"))
     crop = CropConfig(**{**data.meta["crop"]})
     acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop)
     model = acfg.build().to(device)
@@ -255,8 +261,13 @@ def config_of_checkpoint(path: str | Path) -> AvatarTrainConfig:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """SSIM per image of (B, 3, H, W) in [0, 1] (Wang et al. 2004; Gaussian window, channel mean)."""
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         region: torch.Tensor | None = None) -> torch.Tensor:
+    """SSIM per image of (B, 3, H, W) in [0, 1] (Wang et al. 2004; Gaussian window, channel mean).
+
+    ``region`` (B, H, W) bool: average the SSIM map only over windows centred there (e.g. the
+    person's box: the black background otherwise dominates the score).
+    """
     g = torch.exp(-((torch.arange(window, dtype=torch.float64) - window // 2) ** 2) / (2 * sigma ** 2))
     g = (g / g.sum()).to(x)
     c = x.shape[1]
@@ -269,7 +280,22 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    return s.mean((1, 2, 3))
+    if region is None:
+        return s.mean((1, 2, 3))
+    r = window // 2
+    w = region[:, None, r:region.shape[1] - r, r:region.shape[2] - r].to(s)
+    return (s * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * c).clamp_min(1)
+
+
+def person_box(mask: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """(B, H, W) bool: the bounding box of each mask (> 0.5), padded; all True for an empty mask."""
+    out = torch.ones_like(mask, dtype=torch.bool)
+    for i, m in enumerate(mask > 0.5):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        if len(ys):
+            out[i] = False
+            out[i, max(int(ys.min()) - pad, 0):int(ys.max()) + pad + 1, max(int(xs.min()) - pad, 0):int(xs.max()) + pad + 1] = True
+    return out
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -284,7 +310,7 @@ def texture_atlas(model: TexturedAvatar) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EvalResult:
-    scores: dict[str, dict[str, float]]   # checkpoint name -> {"ssim", "psnr", "frames"}
+    scores: dict[str, dict[str, float]]   # checkpoint name -> {"ssim", "ssim_person", "psnr", "frames"}
     grid: Path | None
 
 
@@ -294,12 +320,14 @@ def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_di
                      device: torch.device | str = "cpu", progress: bool = True) -> EvalResult:
     """SSIM and PSNR of each avatar on a dataset's held-out frames (``test`` split where there is one).
 
+    ``ssim`` is over the whole crop with its black background (as the paper scores);
+    ``ssim_person`` only over the ground-truth person's padded bounding box.
+
     With ``out_dir``: ``grid.png`` (rows: ground truth, then each checkpoint in order, e.g.
     textured | direct), ``<name>_textures.png`` for textured avatars, and ``scores.json``.
     ``fast`` evaluates the channels-last + bf16 path instead of fp32.
     """
-    meta = json.loads((Path(data) / "meta.json").read_text())
-    split = split or ("test" if "test" in meta.get("splits", {}) else "all")
+    split = split or default_split(data, "test")
     ds = AvatarDataset(data, split)
     device = torch.device(device)
     pick = np.linspace(0, len(ds) - 1, min(grid_frames, len(ds))).astype(int)
@@ -313,14 +341,17 @@ def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_di
         if fast:
             model = model.to(memory_format=torch.channels_last)
         name = Path(ckpt).stem
-        s, p = [], []
+        s, sp, p = [], [], []
         for i in tqdm(range(0, len(ds), batch_size), desc=f"eval {name}", disable=not progress):
             b = ds.batch(np.arange(i, min(i + batch_size, len(ds))), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
                 o = model(b.bones.contiguous(memory_format=torch.channels_last) if fast else b.bones)
-            s.append(ssim(o.rgb.float().clamp(0, 1), b.rgb))
-            p.append(psnr(o.rgb.float().clamp(0, 1), b.rgb))
-        scores[name] = {"ssim": float(torch.cat(s).mean()), "psnr": float(torch.cat(p).mean()), "frames": len(ds)}
+            y = o.rgb.float().clamp(0, 1)
+            s.append(ssim(y, b.rgb))
+            sp.append(ssim(y, b.rgb, region=person_box(b.mask)))
+            p.append(psnr(y, b.rgb))
+        scores[name] = {"ssim": float(torch.cat(s).mean()), "ssim_person": float(torch.cat(sp).mean()),
+                        "psnr": float(torch.cat(p).mean()), "frames": len(ds)}
         rows.append(model(ds.batch(pick, device).bones).rgb.float().cpu())
         if out_dir is not None and isinstance(model, TexturedAvatar):
             _save_png(out_dir / f"{name}_textures.png", texture_atlas(model))

@@ -36,26 +36,21 @@ def _time(fn, inputs: list, repeats: int) -> float:
     return repeats * len(inputs) / (time.perf_counter() - t)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--frames", type=int, default=6)
-    p.add_argument("--repeats", type=int, default=1)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
+def run_bench(threads: int = 1, frames: int = 6, repeats: int = 1, size: int = 256) -> None:
+    """Print fps of both generator sizes (fp32 vs fast) and of the shipped renderer, with ratios."""
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    size = 256
-    seq = MannequinSequence("walk", a.frames, fps=5.0, camera=Camera.orbit(20.0, width=size, height=size))
-    frames = list(seq)
-    bones = [torch.from_numpy(rasterize_bones(f.joints2d, size, size))[None] for f in frames]
-    print(f"avatar bench: {size}x{size}, {a.threads} thread(s), {a.frames} frames x {a.repeats}")
+    seq = MannequinSequence("walk", frames, fps=5.0, camera=Camera.orbit(20.0, width=size, height=size))
+    poses = list(seq)
+    bones = [torch.from_numpy(rasterize_bones(f.joints2d, size, size))[None] for f in poses]
+    print(f"avatar bench: {size}x{size}, {threads} thread(s), {frames} frames x {repeats}")
     for name, gen in (("paper", GeneratorConfig.paper()), ("small", GeneratorConfig.small())):
         cfg = AvatarConfig("textured", gen, 128, CropConfig(size=size))
         model = cfg.build()
         params = sum(q.numel() for q in model.net.parameters()) / 1e6
         ref, fast = AvatarRenderer(model, cfg), AvatarRenderer(model, cfg, fast=True)
-        fps32 = _time(ref.render_bones, bones, a.repeats)
-        fps16 = _time(fast.render_bones, bones, a.repeats)
+        fps32 = _time(ref.render_bones, bones, repeats)
+        fps16 = _time(fast.render_bones, bones, repeats)
         err = torch.cat([(fast.render_bones(x).rgb - ref.render_bones(x).rgb).abs().flatten() for x in bones[:2]])
         print(f"  {name:5s} ({params:5.2f}M params, random weights): fp32 {fps32:6.2f} fps | fast {fps16:6.2f} fps"
               f" | ratio {fps16 / fps32:4.2f}x | fast-vs-fp32 |err| mean {255 * err.mean():.2f} max {255 * err.max():.1f}")
@@ -63,14 +58,23 @@ def main() -> None:
         model, cfg = load_avatar(SHIPPED)
         for fast in (False, True):
             r = AvatarRenderer(model, cfg, fast=fast)
-            fps = _time(lambda f: r(f.joints2d, (size, size)), frames, a.repeats)
+            fps = _time(lambda f: r(f.joints2d, (size, size)), poses, repeats)
             print(f"  shipped renderer ({cfg.crop.size}px crop -> {size}x{size} frame, {'fast' if fast else 'fp32'}):"
                   f" {fps:6.2f} fps")
-        outs = [[AvatarRenderer(model, cfg, fast=fast)(f.joints2d, (size, size)) for f in frames[:2]]
+        outs = [[AvatarRenderer(model, cfg, fast=fast)(f.joints2d, (size, size)) for f in poses[:2]]
                 for fast in (False, True)]
         d = np.concatenate([np.abs(x.rgb.astype(np.int16) * x.mask[..., None] - y.rgb.astype(np.int16)
                                    * y.mask[..., None]).ravel() for x, y in zip(*outs)])
         print(f"  shipped fast-vs-fp32 composited |err| (0-255): mean {d.mean():.2f} max {d.max():.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--frames", type=int, default=6)
+    p.add_argument("--repeats", type=int, default=1)
+    a = p.parse_args()
+    run_bench(a.threads, a.frames, a.repeats)
 
 
 if __name__ == "__main__":

@@ -50,16 +50,17 @@ def train(root: Path, kind: str, minutes: float, steps: int) -> None:
     print(train_avatar(cfg, root / f"{kind}.safetensors"))
 
 
-def evaluate(root: Path) -> None:
+def evaluate(root: Path, models: Path) -> None:
+    """Textured vs direct (``models``/{textured,direct}.safetensors) on every test set under ``root``."""
     torch.set_num_threads(1)
-    ckpts = [root / "textured.safetensors", root / "direct.safetensors"]
+    ckpts = [models / "textured.safetensors", models / "direct.safetensors"]
     results = {}
     for test in sorted(root.glob("test_*")):
-        r = evaluate_avatars(ckpts, test, root / "eval" / test.name, progress=False)
+        r = evaluate_avatars(ckpts, test, models / "eval" / test.name, progress=False)
         results[test.name] = r.scores
-        print(test.name, {k: round(v["ssim"], 4) for k, v in r.scores.items()},
-              {k: round(v["psnr"], 2) for k, v in r.scores.items()})
-    (root / "eval" / "summary.json").write_text(json.dumps(results, indent=1) + "\n")
+        print(test.name, *(f"{k}: ssim {v['ssim']:.4f} ssim_person {v['ssim_person']:.4f} psnr {v['psnr']:.2f}"
+                           for k, v in r.scores.items()), sep=" | ")
+    (models / "eval" / "summary.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 def ship(root: Path) -> None:
@@ -77,6 +78,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("data", "train", "eval", "ship"))
     p.add_argument("--root", type=Path, default=Path("runs/avatar/mannequin"))
+    p.add_argument("--models", type=Path, default=None, help="eval: folder of the two checkpoints (default: root)")
     p.add_argument("--kind", choices=("textured", "direct"), default="textured")
     p.add_argument("--minutes", type=float, default=45.0)
     p.add_argument("--steps", type=int, default=100_000)
@@ -86,7 +88,7 @@ def main() -> None:
     elif a.what == "train":
         train(a.root, a.kind, a.minutes, a.steps)
     elif a.what == "eval":
-        evaluate(a.root)
+        evaluate(a.root, a.models or a.root)
     else:
         ship(a.root)
 

@@ -11,7 +11,7 @@ from avatars.avatar_data import AvatarDataset, make_mannequin_dataset
 from avatars.avatar_init import accumulate_texels, mean_textures, skeleton_labels
 from avatars.avatar_model import (AvatarConfig, AvatarRenderer, DirectAvatar, GeneratorConfig, TexturedAvatar,
                                   blend, load_avatar, save_avatar)
-from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, ssim, train_avatar
+from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, person_box, ssim, train_avatar
 from avatars.mannequin import Camera, MannequinSequence
 from avatars.skeleton import NUM_CHANNELS, NUM_PARTS, PART
 
@@ -193,6 +193,17 @@ def test_ssim_identity_and_ordering():
     noisy = (x + 0.1 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
     very = (x + 0.3 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1)
     assert (ssim(noisy, x) > ssim(very, x)).all()
+    # a region restricts the average: damage outside it does not count
+    y = x.clone()
+    y[..., :, 16:] = 0
+    region = torch.zeros(2, 32, 32, dtype=torch.bool)
+    region[:, :, :8] = True
+    torch.testing.assert_close(ssim(y, x, region=region), torch.ones(2))
+    assert (ssim(y, x) < 0.8).all()
+    mask = torch.zeros(1, 32, 32)
+    mask[0, 10:12, 5:8] = 1
+    box = person_box(mask, pad=1)
+    assert box.sum() == 4 * 5 and box[0, 9, 4] and not box[0, 8, 4]
 
 
 def test_prepare_video_crops_real_frames_and_caches(media, tmp_path):
