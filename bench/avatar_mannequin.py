@@ -4,7 +4,8 @@ baseline, and the paper's comparisons (held-out motion, novel views).
     python bench/avatar_mannequin.py data  [--root runs/avatar/mannequin]
     python bench/avatar_mannequin.py train --kind textured --minutes 45
     python bench/avatar_mannequin.py train --kind direct   --minutes 45
-    python bench/avatar_mannequin.py eval
+    python bench/avatar_mannequin.py train --kind textured --steps 821 --minutes 100   # resume: step-matched
+    python bench/avatar_mannequin.py eval [--models DIR]
     python bench/avatar_mannequin.py ship     # -> avatars/weights/mannequin_avatar.safetensors (fp16)
 
 Training views: orbit angles 0, 90, 180, 270 deg; motions walk, dance, turn_around, random
@@ -69,7 +70,10 @@ def ship(root: Path) -> None:
     model, cfg = load_avatar(src)
     meta = read_avatar_meta(src)
     info = {k: meta[k] for k in ("train", "step", "seconds", "init", "final_losses")}
-    info["made_by"] = ["python bench/avatar_mannequin.py data", "python bench/avatar_mannequin.py train --kind textured --minutes 45",
+    info["made_by"] = ["python bench/avatar_mannequin.py data",
+                       "python bench/avatar_mannequin.py train --kind textured --minutes 45",
+                       f"python bench/avatar_mannequin.py train --kind textured --steps {meta['step']} --minutes 100"
+                       "  # resumes to the direct baseline's step count",
                        "python bench/avatar_mannequin.py ship"]
     print(save_avatar(SHIPPED, model, cfg, info, half=True), SHIPPED.stat().st_size, "bytes")
 
