@@ -42,7 +42,7 @@ def main() -> None:
                                sample_every=args.steps, checkpoint_every=args.steps)
         result = train_stylizer(cfg, runs / f"{norm}.safetensors", progress=False)
         out[norm] = result
-        print(f"StyleNet-{norm[:2].upper()}: final training loss {result.final_losses} "
+        print(f"StyleNet-{'IN' if norm == 'instance' else 'BN'}: final training loss {result.final_losses} "
               f"({result.steps} steps, {result.seconds:.0f} s)")
     figures = REPO / "docs" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for norm in out:
         hist = read_config(out[norm].checkpoint)["history"]
-        ax.plot([h["step"] for h in hist], [h["total"] for h in hist], label=f"StyleNet-{norm[:2].upper()}")
+        ax.plot([h["step"] for h in hist], [h["total"] for h in hist], label=f"StyleNet-{'IN' if norm == 'instance' else 'BN'}")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (style + content + TV)")
     ax.set_yscale("log")
