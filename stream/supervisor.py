@@ -56,6 +56,16 @@ class ProcessHandle:
     error: str = ""
 
 
+def _stop_resource_tracker() -> None:
+    """Spawn starts multiprocessing's resource-tracker helper; it would exit only after we do, briefly outliving
+    the job. Stop it here (it restarts on demand) so a finished job leaves no process behind."""
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # private, present in 3.8-3.13
+    if stop is not None:
+        stop()
+
+
 def _groups(graph: GraphSpec, host: str) -> list[ProcessHandle]:
     handles: dict[str, ProcessHandle] = {}
     for name in graph.order():
@@ -219,6 +229,7 @@ class Supervisor:
                 h.proc.kill()
                 h.proc.join()
         self._receive_status()  # the final heartbeats, with the final counts
+        _stop_resource_tracker()
         self.status_sock.close(linger=0)
         self.zctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)

@@ -198,7 +198,7 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
     code, report, err = _finish(proc, report, timeout=30)
     assert code == 130 and report["outcome"] == "interrupted"
     alive = [p for p in kids if Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2]]
-    assert alive == [], f"orphans left: {alive}"
+    assert alive == [], f"orphans left: {[(p, kids[p]) for p in alive]}"
     assert not list(tmp_path.glob("ns-*")), "run directory not cleaned up"
     import av  # the live recording was finalised, not left half-written
 
