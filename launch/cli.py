@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from launch import tools
+from launch import avatar_tools, style_tools, tools
 from stream.graph import GraphError, load_graph, parse_overrides
 
 
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("dir")
     keys.add_argument("--hosts", nargs="+", required=True)
     keys.set_defaults(func=cmd_keys)
-    tools.register(sub)
+    for module in (tools, avatar_tools, style_tools):
+        module.register(sub)
     bench = sub.add_parser("bench", help="benchmarks (transport, ...)")
     bench.add_argument("what")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,0 +1,8 @@
+"""Stylizer commands of the command line (train-style, stylize, synthesize-texture): thin wrappers over `avatars`."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this module's commands to the command line."""
