@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from avatars.shipped import available
-from test_runtime import run_graph
+from test_runtime import REPO, run_graph
+
+needs_shipped = pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available()),
+                                   reason="shipped weights not present")
 
 
 def _decode(path) -> list[np.ndarray]:
@@ -14,7 +17,7 @@ def _decode(path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-@pytest.mark.skipif("starry_night" not in available(), reason="shipped style weights not present")
+@needs_shipped
 def test_stylize_node_changes_the_look_of_every_frame(tmp_path):
     plain, styled = tmp_path / "plain.mp4", tmp_path / "styled.mp4"
     code, report, err = run_graph(tmp_path, f"""
@@ -44,3 +47,40 @@ def test_missing_style_model_is_a_clear_fatal_error(tmp_path):
         edges: [source.out -> style.in, style.out -> sink.in]
     """)
     assert code == 1 and "cannot load style model: no checkpoint 'no_such_style'" in err
+
+
+@needs_shipped
+def test_demo_graph_renders_the_avatar_where_the_mannequin_is(tmp_path):
+    out = tmp_path / "demo.mp4"
+    code, report, err = run_graph(tmp_path, (REPO / "graphs" / "demo.yaml").read_text(),
+                                  "--set", "pose.frames=8", "--set", f"sink.path={out}", timeout=180)
+    assert code == 0, err
+    assert all(report["nodes"][n]["frames_out"] == 8 for n in ("avatar", "style", "composite", "mosaic")), report
+    frames = _decode(out)
+    assert len(frames) == 8 and frames[0].shape == (256, 768, 3)
+    for f in frames:
+        truth, avatar, styled = (f[:224, i * 256:(i + 1) * 256].astype(int) for i in range(3))  # above the captions
+        body = truth.sum(-1) > 60
+        background = np.abs(styled - [236, 228, 210]).sum(-1) < 40
+        assert 0.03 < body.mean() < 0.5
+        assert avatar[body].mean() > 2 * avatar[~body].mean()  # the avatar is drawn where the mannequin stands
+        assert background[~body].mean() > 0.9 and background[body].mean() < 0.5  # composited around the person
+
+
+@pytest.mark.skipif("mannequin_avatar" not in available(), reason="shipped avatar not present")
+def test_avatar_node_renders_nothing_when_no_person_is_detected(tmp_path):
+    out = tmp_path / "empty.mp4"
+    code, report, err = run_graph(tmp_path, f"""
+        nodes:
+          - {{name: source, kind: synthetic, params: {{width: 160, height: 120, frames: 5}}}}
+          - {{name: pose, kind: pose, params: {{gap: blank}}}}
+          - {{name: avatar, kind: avatar, params: {{threads: 1}}}}
+          - {{name: comp, kind: composite, params: {{background: color, color: [255, 0, 0]}}}}
+          - {{name: sink, kind: mp4, params: {{path: {out}, crf: 10}}}}
+        edges: [source.out -> pose.in, pose.out -> avatar.in, avatar.out -> comp.in, comp.out -> sink.in]
+    """, timeout=180)
+    assert code == 0, err
+    frames = _decode(out)
+    assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
+    for f in frames:  # an empty mask: all background
+        assert np.abs(f.astype(int) - [255, 0, 0]).max() < 40
