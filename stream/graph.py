@@ -12,6 +12,9 @@
         device: cpu               # cpu | cuda:N | auto
         group: work               # nodes sharing a group share one process
         restart: {max: 3, backoff: 0.5}
+      - name: side
+        kind: mosaic
+        join: pts                 # pair inputs by timestamp (default: the kind's own, see stream/node.py)
       - {name: sink, kind: mp4, params: {path: out/demo.mp4}}
     edges:
       - source.out -> invert.in
@@ -30,7 +33,7 @@ from typing import Any, Literal
 
 import yaml
 
-from stream.node import Node
+from stream.node import JOINS, Node
 from stream.nodes import load_kind
 from stream.params import ParamError, build_params
 
@@ -91,6 +94,7 @@ class NodeSpec:
     group: str | None = None
     host: str = LOCAL_HOST
     restart: RestartPolicy = RestartPolicy()
+    join: str = "seq"             # how several inputs are paired (the kind's default unless the graph says)
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,7 @@ def _node_spec(i: int, raw: Any, overrides: dict, hosts: dict, problems: list[st
         return None
     name = raw.get("name")
     where = f"node {name!r}" if isinstance(name, str) else f"nodes[{i}]"
-    unknown = sorted(set(raw) - {"name", "kind", "params", "device", "group", "host", "restart"})
+    unknown = sorted(set(raw) - {"name", "kind", "params", "device", "group", "host", "restart", "join"})
     if unknown:
         problems.append(f"{where}: unknown field(s) {unknown}")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -214,8 +218,11 @@ def _node_spec(i: int, raw: Any, overrides: dict, hosts: dict, problems: list[st
     group = raw.get("group")
     if group is not None and not (isinstance(group, str) and _NAME.match(group)):
         problems.append(f"{where}: group must match {_NAME.pattern}")
+    join = raw.get("join", cls.join)
+    if join not in JOINS:
+        problems.append(f"{where}: join must be one of {', '.join(JOINS)}, got {join!r}")
     return NodeSpec(name=name, kind=kind, cls=cls, params=params, raw_params=raw_params, device=device,
-                    group=group, host=host, restart=restart)
+                    group=group, host=host, restart=restart, join=join)
 
 
 def _edge_spec(i: int, raw: Any, default_policy: str, default_depth: int, problems: list[str]) -> EdgeSpec | None:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 PORT_TYPES = ("video", "keypoints", "bones", "audio", "tensor", "any")
 
 
+Join = Literal["seq", "latest", "pts", "any"]
+JOINS: tuple[str, ...] = ("seq", "latest", "pts", "any")
+
+
 @dataclass(frozen=True)
 class Port:
     """A named input or output of a node kind."""
@@ -75,10 +79,12 @@ class Node:
     inputs: ClassVar[dict[str, Port]] = {}
     outputs: ClassVar[dict[str, Port]] = {}
     Params: ClassVar[type] = NoParams
-    #: How a node with several inputs pairs them: "seq" waits for the same sequence number
-    #: on every input; "latest" runs on each arrival of the first input with the newest of the
-    #: others; "any" runs on every arrival alone (e.g. an encoder muxing video and audio).
-    join: ClassVar[Literal["seq", "latest", "any"]] = "seq"
+    #: How a node with several inputs pairs them (a graph may override it per node with `join:`):
+    #: "seq" waits for the same sequence number on every input; "latest" runs on each arrival of
+    #: the first input with the newest of the others; "pts" runs on each arrival of the first
+    #: input with the message nearest in time on each other input (streams of different rates
+    #: or sources); "any" runs on every arrival alone (e.g. an encoder muxing video and audio).
+    join: ClassVar[Join] = "seq"
 
     def __init__(self, params: Any, ctx: NodeContext):
         self.params = params

@@ -61,6 +61,10 @@ class ProcessConfig:
         return ProcessConfig(**json.loads(text))
 
 
+def _time(msg: Message) -> float:
+    return msg.pts if msg.pts is not None else msg.capture_ts
+
+
 class NodeRunner:
     """Runs one node: the loop, the joins, the metrics; and is the node's `NodeContext`."""
 
@@ -190,11 +194,13 @@ class NodeRunner:
         ports = self.inputs.values()
         if not ports:
             return True
-        join = self.spec.cls.join
+        join = self.spec.join
         if join == "any":
             return all(p.exhausted for p in ports)
         if join == "latest" or len(self.inputs) == 1:
             return self._primary().exhausted
+        if join == "pts":  # an input that ended keeps lending its last message
+            return self._primary().exhausted or any(p.exhausted and n not in self._latest for n, p in self.inputs.items())
         return any(p.exhausted for p in ports)  # seq join: nothing more can match
 
     def _primary(self) -> InputPort:
@@ -204,11 +210,13 @@ class NodeRunner:
         if len(self.inputs) == 1:
             (name, port), = self.inputs.items()
             return {name: port.pop()} if port.pending else None
-        if self.spec.cls.join == "any":
+        if self.spec.join == "any":
             oldest = min((p for p in self.inputs.values() if p.pending), key=lambda p: p.pending[0].capture_ts, default=None)
             return {oldest.name: oldest.pop()} if oldest is not None else None
-        if self.spec.cls.join == "latest":
+        if self.spec.join == "latest":
             return self._join_latest()
+        if self.spec.join == "pts":
+            return self._join_pts()
         return self._join_seq()
 
     def _join_seq(self) -> dict[str, Message] | None:
@@ -239,6 +247,28 @@ class NodeRunner:
                     self.metrics.drops += 1  # nothing to pair with yet
                     return None
                 batch[name] = self._latest[name]
+        return batch
+
+    def _join_pts(self) -> dict[str, Message] | None:
+        """Run on each arrival at the first input with, on each other input, the message nearest in time
+        (media time, or capture time where a source has none); wait while a nearer one may still come."""
+        primary = self._primary()
+        if not primary.pending:
+            return None
+        t = _time(primary.pending[0])
+        batch = {}
+        for name, p in self.inputs.items():
+            if p is primary:
+                continue
+            while len(p.pending) >= 2 and _time(p.pending[1]) <= t:  # superseded: a later one is still <= t
+                p.pop()
+                self.metrics.extra["join_dropped"] = self.metrics.extra.get("join_dropped", 0) + 1
+            if p.pending and (_time(p.pending[0]) >= t or len(p.pending) >= 2 or p.eos):
+                self._latest[name] = min(list(p.pending)[:2], key=lambda m: abs(_time(m) - t))
+            elif not (p.exhausted and name in self._latest):
+                return None  # nothing yet, or only older messages while a nearer one may still arrive
+            batch[name] = self._latest[name]
+        batch[primary.name] = primary.pop()
         return batch
 
     def _process(self, batch: dict[str, Message]) -> None:

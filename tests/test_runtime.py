@@ -297,3 +297,37 @@ def test_a_join_that_ends_early_still_lets_its_longer_producer_finish(tmp_path):
     assert code == 0, err
     assert report["outcome"] == "completed" and report["nodes"]["sink"]["frames_in"] == 5
     assert report["nodes"]["bg"]["frames_out"] == 60
+
+
+def test_pts_join_pairs_streams_of_different_rates_by_nearest_timestamp(tmp_path):
+    # 30 fps over 10 fps, both one second long: every 30 fps frame is shown with the 10 fps frame
+    # nearest in time (the default seq join would give 10 outputs, frame i with frame i).
+    from PIL import Image
+
+    from stream.nodes.synthetic import read_stamp
+
+    code, report, err = run_graph(tmp_path, f"""
+        nodes:
+          - {{name: fast, kind: synthetic, params: {{width: 256, height: 64, fps: 30, frames: 30}}}}
+          - {{name: slow, kind: synthetic, params: {{width: 256, height: 64, fps: 10, frames: 10}}}}
+          - {{name: both, kind: mosaic, join: pts, params: {{layout: column}}}}
+          - {{name: sink, kind: image_seq, params: {{path: {tmp_path}/%03d.png}}}}
+        edges: [fast.out -> both.a, slow.out -> both.b, both.out -> sink.in]
+    """, timeout=60)
+    assert code == 0, err
+    pairs = []
+    for path in sorted(tmp_path.glob("*.png")):
+        image = np.asarray(Image.open(path))
+        pairs.append((read_stamp(image[:64])[0], read_stamp(image[64:])[0]))
+    assert pairs == [(i, min(9, round(i / 3))) for i in range(30)]
+
+
+def test_unknown_join_is_a_validation_error(tmp_path):
+    code, _, err = run_graph(tmp_path, """
+        nodes:
+          - {name: a, kind: synthetic, params: {frames: 1}}
+          - {name: m, kind: mosaic, join: nearest}
+          - {name: sink, kind: discard}
+        edges: [a.out -> m.a, m.out -> sink.in]
+    """)
+    assert code == 2 and "node 'm': join must be one of seq, latest, pts, any, got 'nearest'" in err
