@@ -2,7 +2,8 @@
 
 Baselines, measured in the same run on the same frame:
 - one in-process memory copy of the frame (frames rotated so the copy runs from memory, not cache);
-- raw ZeroMQ ipc PUSH/PULL between two processes (zero-copy send, no runtime).
+- raw ZeroMQ ipc PUSH/PULL between two processes (zero-copy send, no runtime), with the frame and with a
+  descriptor-sized message: the floor of any cross-process hop on this machine (process wake-up).
 Runtime cases (a real graph: source process -> sink process, supervisor, heartbeats):
 - copy: the node emits an ordinary array; the runtime copies it into a shared-memory slot;
 - allocate: the node wrote its output straight into a slot the runtime gave it.
@@ -150,6 +151,8 @@ def run(argv: list[str]) -> int:
     print(f"baseline  one memory copy (out of cache) {copy_ms:7.3f} ms   (in cache: {copy_hot:.3f} ms)")
     raw50, raw99 = _raw_zmq(frame, args.fps, args.frames)
     print(f"baseline  raw ZeroMQ ipc PUSH/PULL      p50 {raw50:7.3f} ms   p99 {raw99:7.3f} ms")
+    tiny50, tiny99 = _raw_zmq(np.zeros(128, np.uint8), args.fps, args.frames)
+    print(f"baseline  raw ZeroMQ, 128-byte message  p50 {tiny50:7.3f} ms   p99 {tiny99:7.3f} ms   (hop floor)")
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("copy", "allocate"):
             paced = _graph_run({"width": args.width, "height": args.height, "fps": args.fps,
@@ -162,5 +165,5 @@ def run(argv: list[str]) -> int:
             print(f"runtime   {mode:<8} per hop  p50 {p50:7.3f} ms   p99 {p99:7.3f} ms   "
                   f"throughput {throughput:7.1f} frames/s   drops {paced['drops'] + flat['drops']}")
             print(f"          ratios: p50/copy {p50 / copy_ms:5.2f}  p99/copy {p99 / copy_ms:5.2f}  "
-                  f"p50/raw-zmq {p50 / raw50:5.2f}")
+                  f"p50/raw-zmq {p50 / raw50:5.2f}  p50/hop-floor {p50 / tiny50:5.2f}")
     return 0
