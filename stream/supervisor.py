@@ -61,9 +61,9 @@ def _stop_resource_tracker() -> None:
     the job. Stop it here (it restarts on demand) so a finished job leaves no process behind."""
     from multiprocessing import resource_tracker
 
-    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # private, present in 3.8-3.13
-    if stop is not None:
-        stop()
+    tracker = resource_tracker._resource_tracker  # private API, present in 3.8-3.13
+    if getattr(tracker, "_pid", None) is not None and hasattr(tracker, "_stop"):  # ours, not one inherited
+        tracker._stop()
 
 
 def _groups(graph: GraphSpec, host: str) -> list[ProcessHandle]:
