@@ -15,8 +15,10 @@ A slot is free when the producer holds no lease on it and no consumer flag is se
 
 A restarted consumer cannot release what its dead predecessor held, so it clears its
 column and bumps the column's *epoch*; descriptors published under an older epoch
-(still queued for the dead process) are then refused as stale and their flag cleared,
-instead of being read from a slot the producer may already be rewriting. A consumer's
+(still queued for the dead process) are then refused as stale, instead of being read
+from a slot the producer may already be rewriting. A flag holds a tag of the epoch it
+was set under, so refusing a stale descriptor clears its flag only while the flag is
+still its own: the slot may since have been handed again, under the new epoch. A consumer's
 first start never clears anything: descriptors may already be on their way to it.
 A single byte written by one side and read by the other needs no atomics on the
 platforms we support; the ZeroMQ message that follows the write orders it.
@@ -53,6 +55,11 @@ def shm_root() -> Path:
 
 def _align(n: int, to: int) -> int:
     return (n + to - 1) // to * to
+
+
+def _flag(epoch: int) -> int:
+    """The non-zero flag byte of a slot handed to a consumer under `epoch`."""
+    return epoch % 255 + 1
 
 
 class _Lease:
@@ -168,8 +175,9 @@ class ShmRing:
 
     def publish(self, lease: _Lease, column: int) -> ShmRef:
         """Mark the slot as handed to consumer `column`; it stays busy until that consumer lets go."""
-        self.map.flags[lease.slot, column] = 1
-        return ShmRef(self.name, lease.slot, column, int(self.map.epochs[column]))
+        epoch = int(self.map.epochs[column])  # read before the flag is set: a reset in between makes it stale
+        self.map.flags[lease.slot, column] = _flag(epoch)
+        return ShmRef(self.name, lease.slot, column, epoch)
 
     def retract(self, ref: ShmRef) -> None:
         """Undo `publish` for a descriptor that could not be sent."""
@@ -211,7 +219,8 @@ class ShmReader:
         if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
             raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
         if ref.epoch != m.epochs[ref.column]:
-            m.flags[ref.slot, ref.column] = 0
+            if m.flags[ref.slot, ref.column] == _flag(ref.epoch):  # still its own, not a newer hand-over's
+                m.flags[ref.slot, ref.column] = 0
             raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
         weakref.finalize(lease, self._release, m, ref.slot, ref.column)

@@ -142,3 +142,27 @@ def test_restarted_consumer_clears_its_holds_and_refuses_what_was_sent_to_its_pr
     fresh = ring.publish(lease, 0)
     assert fresh.epoch == ref0.epoch + 1
     assert restarted.resolve(fresh, np.dtype(np.uint8), (10,), 10).shape == (10,)
+
+
+def test_a_stale_descriptor_does_not_free_its_slot_once_handed_again_under_the_new_epoch(tmp_path):
+    # Restart race: the slot of a descriptor queued for the dead consumer is reused, under the new
+    # epoch, before that stale descriptor arrives; refusing it must not free the new hand-over.
+    ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=1, columns=1)
+    lease = ring.try_acquire()
+    stale = ring.publish(lease, 0)
+    del lease
+    gc.collect()
+    restarted = ShmReader(tmp_path, {"src.out": 0})
+    restarted.reset()
+    lease = ring.try_acquire()
+    assert lease is not None and lease.slot == stale.slot
+    fresh = ring.publish(lease, 0)
+    del lease
+    gc.collect()
+    with pytest.raises(StaleError):
+        restarted.resolve(stale, np.dtype(np.uint8), (10,), 10)
+    assert ring.try_acquire() is None  # still held for `fresh`: the producer must not rewrite it
+    view = restarted.resolve(fresh, np.dtype(np.uint8), (10,), 10)
+    del view
+    gc.collect()
+    assert ring.try_acquire() is not None  # released once the consumer let go
