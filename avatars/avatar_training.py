@@ -39,7 +39,8 @@ from avatars.avatar_init import accumulate_texels, mean_textures, pretrain_loss,
 from avatars.avatar_model import (AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
 from avatars.style_checkpoint import load_optimizer_state, optim_path
-from avatars.style_training import _save_curve as save_loss_curve
+from avatars.training_loop import (TrainingLog, image_grid, mean_losses, save_grid, save_loss_curve, save_png,
+                                   train_steps)
 from avatars.vgg import Tap, VGG19Features, WeightSource
 
 PAPER_TAPS: tuple[Tap, ...] = (1, 6, 11, 20, 29)
@@ -115,23 +116,6 @@ def default_split(data: str | Path, name: str) -> str:
     return name if name in meta.get("splits", {}) else "all"
 
 
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[-1]} if rows else {}
-
-
-def _grid(rows: list[torch.Tensor]) -> np.ndarray:
-    """Rows of (B, 3, H, W) images -> one uint8 (rows*H, B*W, 3) image."""
-    img = torch.cat([torch.cat(list(r.clamp(0, 1)), dim=2) for r in rows], dim=1)
-    return (img.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def _save_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
-
-
 def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
               device: torch.device, progress: bool) -> dict[str, float]:
     """Generator on skeleton-derived labels, then textures = mean of pixels per texel."""
@@ -156,7 +140,7 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
             logits, uv = model.predict(b.bones)
             accumulate_texels(logits.softmax(1), uv, b.rgb, b.mask, sums, counts)
         model.textures.copy_(mean_textures(sums, counts))
-    return _mean(rows[-20:])
+    return mean_losses(rows[-20:])
 
 
 def _loss(out, b: AvatarBatch, cfg: AvatarTrainConfig, perceptual: FeatureL1Loss) -> dict[str, torch.Tensor]:
@@ -191,30 +175,29 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     crop = CropConfig(**{**data.meta["crop"]})
     acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop)
     model = acfg.build().to(device)
-    step, seconds, history, init = 0, 0.0, [], {}
+    log, init = TrainingLog(), {}
     if resume and out.is_file():
         model, acfg = load_avatar(out, device)
         meta = read_avatar_meta(out)
-        step, seconds, history, init = meta["step"], meta["seconds"], meta.get("history", []), meta.get("init", {})
+        log, init = TrainingLog(meta["step"], meta["seconds"], meta.get("history", [])), meta.get("init", {})
     elif cfg.kind == "textured":
         t0 = time.perf_counter()
         init = _pretrain(model, data, cfg, rng, device, progress)
-        seconds = time.perf_counter() - t0
+        log.seconds = time.perf_counter() - t0
     model.train()
     groups = [{"params": list(model.net.parameters()), "lr": cfg.lr}]
     if isinstance(model, TexturedAvatar):
         groups.append({"params": [model.textures], "lr": cfg.texture_lr})
     optimizer = torch.optim.Adam(groups)
-    if step:
+    if log.step:
         load_optimizer_state(out, optimizer)
     perceptual = FeatureL1Loss(cfg.vgg_taps, cfg.vgg_weights, cfg.vgg_bf16).to(device)
     fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device)
     samples_dir = out.with_name(out.stem + "_samples")
-    recent: list[dict[str, float]] = []
 
     def checkpoint() -> Path:
-        info = {"train": dataclasses.asdict(cfg), "step": step, "seconds": round(seconds, 1), "init": init,
-                "final_losses": _mean(recent[-50:]), "history": history}
+        info = {"train": dataclasses.asdict(cfg), "step": log.step, "seconds": round(log.seconds, 1), "init": init,
+                "final_losses": log.mean(), "history": log.history}
         path = save_avatar(out, model, acfg, info)
         _save_optimizer(path, optimizer)
         return path
@@ -224,34 +207,19 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
         with torch.no_grad():
             o = model(fixed.bones)
         model.train()
-        _save_png(samples_dir / f"step_{step:06d}.png", _grid([fixed.rgb, o.rgb, o.mask.expand(-1, 3, -1, -1)]))
-        if history:
-            save_loss_curve(out.with_name(out.stem + "_loss.png"), history)
+        save_grid(samples_dir / f"step_{log.step:06d}.png", [fixed.rgb, o.rgb, o.mask.expand(-1, 3, -1, -1)])
+        if log.history:
+            save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
 
-    if step == 0:
-        sample()
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=out.stem, unit="step")
-    while step < cfg.steps and (cfg.time_limit_s is None or seconds < cfg.time_limit_s):
-        t0 = time.perf_counter()
+    def losses() -> dict[str, torch.Tensor]:
         b = data.batch(rng.integers(0, len(data), cfg.batch_size), device)
-        terms = _loss(model(b.bones), b, cfg, perceptual)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        step += 1
-        seconds += time.perf_counter() - t0
-        recent = (recent + [{k: v.item() for k, v in terms.items()}])[-50:]
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in recent[-1].items()})
-        if step % 10 == 0:
-            history.append({"step": step, **_mean(recent[-10:])})
-        if step % cfg.sample_every == 0:
-            sample()
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
-    bar.close()
+        return _loss(model(b.bones), b, cfg, perceptual)
+
+    if log.step == 0:
+        sample()
+    train_steps(log, cfg, losses, optimizer, sample, checkpoint, desc=out.stem, progress=progress)
     sample()
-    return TrainResult(checkpoint(), step, seconds, _mean(recent[-50:]))
+    return TrainResult(checkpoint(), log.step, log.seconds, log.mean())
 
 
 def config_of_checkpoint(path: str | Path) -> AvatarTrainConfig:
@@ -305,7 +273,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def texture_atlas(model: TexturedAvatar) -> np.ndarray:
     """The learned textures side by side (parts in ``avatars.skeleton.PARTS`` order), uint8."""
-    return _grid([model.textures.detach().clamp(0, 1)])
+    return image_grid([model.textures.detach()])
 
 
 @dataclass(frozen=True)
@@ -354,10 +322,10 @@ def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_di
                         "psnr": float(torch.cat(p).mean()), "frames": len(ds)}
         rows.append(model(ds.batch(pick, device).bones).rgb.float().cpu())
         if out_dir is not None and isinstance(model, TexturedAvatar):
-            _save_png(out_dir / f"{name}_textures.png", texture_atlas(model))
+            save_png(out_dir / f"{name}_textures.png", texture_atlas(model))
     grid = None
     if out_dir is not None:
         grid = out_dir / "grid.png"
-        _save_png(grid, _grid(rows))
+        save_grid(grid, rows)
         (out_dir / "scores.json").write_text(json.dumps({"data": str(data), "split": split, "scores": scores}, indent=1) + "\n")
     return EvalResult(scores, grid)

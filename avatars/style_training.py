@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,12 +19,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
-from tqdm import tqdm
 
 from .perceptual import LossConfig, PerceptualLoss
 from .style_checkpoint import build_model, load_checkpoint, load_optimizer_state, save_checkpoint
 from .stylenet import StyleNetConfig
 from .texturenet import TextureNetConfig
+from .training_loop import TrainingLog, save_grid, save_loss_curve, train_steps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -129,32 +128,6 @@ def _config_from_dict(d: dict) -> StyleTrainConfig:
     return StyleTrainConfig(**{k: v for k, v in d.items() if k in names})
 
 
-def _save_samples(path: Path, content: torch.Tensor | None, output: torch.Tensor) -> None:
-    from torchvision.utils import save_image
-
-    rows = [output.clamp(0, 1)] if content is None else [content, output.clamp(0, 1)]
-    save_image(torch.cat(rows), path, nrow=output.shape[0])
-
-
-def _save_curve(path: Path, history: list[dict[str, float]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps = [h["step"] for h in history]
-    for key in [k for k in history[-1] if k != "step"]:
-        ax.plot(steps, [h.get(key, np.nan) for h in history], label=key)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
                    progress: bool = True) -> TrainResult:
     """Train (or resume) a stylizer/texture generator; writes ``out`` (.safetensors) and friends.
@@ -170,23 +143,22 @@ def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
     shape = cfg.stylenet if cfg.model == "stylenet" else cfg.texturenet
     model = build_model(cfg.model, dataclasses.asdict(shape)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, seconds, history = 0, 0.0, []
+    log = TrainingLog()
     if resume and out.is_file():
         model, meta = load_checkpoint(out, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         load_optimizer_state(out, optimizer)
-        step, seconds, history = meta["step"], meta["seconds"], meta.get("history", [])
+        log = TrainingLog(meta["step"], meta["seconds"], meta.get("history", []))
     model.train()
     loss_fn = PerceptualLoss(cfg.loss, style).to(device)
     samples_dir = out.with_name(out.stem + "_samples")
     samples_dir.mkdir(parents=True, exist_ok=True)
     fixed = crops.sample(min(4, cfg.batch_size * 2)).to(device) if crops else None
     fixed_noise = None
-    recent: list[dict[str, float]] = []
 
     def checkpoint() -> Path:
-        info = {"train": dataclasses.asdict(cfg), "step": step, "seconds": round(seconds, 1),
-                "final_losses": _mean(recent[-50:]), "history": history}
+        info = {"train": dataclasses.asdict(cfg), "step": log.step, "seconds": round(log.seconds, 1),
+                "final_losses": log.mean(), "history": log.history}
         return save_checkpoint(out, model, info, optimizer)
 
     def sample() -> None:
@@ -201,13 +173,12 @@ def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
             else:
                 y = model(fixed)
         model.train()
-        _save_samples(samples_dir / f"step_{step:06d}.png", fixed, y)
-        if history:
-            _save_curve(out.with_name(out.stem + "_loss.png"), history)
+        # one row of outputs, under their inputs where there are any; torchvision's 2 px border
+        save_grid(samples_dir / f"step_{log.step:06d}.png", [y] if fixed is None else [fixed, y], pad=2)
+        if log.history:
+            save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc=out.stem, unit="step")
-    while step < cfg.steps and (cfg.time_limit_s is None or seconds < cfg.time_limit_s):
-        t0 = time.perf_counter()
+    def losses() -> dict[str, torch.Tensor]:
         content = None
         if crops:
             content = crops.sample(cfg.batch_size // cfg.repeat_content).repeat_interleave(cfg.repeat_content, 0)
@@ -216,32 +187,11 @@ def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
             y = model(noise=model.make_noise(cfg.batch_size, cfg.image_size, cfg.image_size, device=device))
         else:
             y = model(content)
-        terms = loss_fn(y, content)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        step += 1
-        seconds += time.perf_counter() - t0
-        recent.append({k: v.item() for k, v in terms.items()})
-        recent = recent[-50:]
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in recent[-1].items()})
-        if step % 10 == 0:
-            history.append({"step": step, **_mean(recent[-10:])})
-        if step % cfg.sample_every == 0:
-            sample()
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
-    bar.close()
+        return loss_fn(y, content)
+
+    train_steps(log, cfg, losses, optimizer, sample, checkpoint, desc=out.stem, progress=progress)
     sample()
-    path = checkpoint()
-    return TrainResult(path, step, seconds, _mean(recent[-50:]))
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    if not rows:
-        return {}
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[-1]}
+    return TrainResult(checkpoint(), log.step, log.seconds, log.mean())
 
 
 def config_of_checkpoint(path: str | Path) -> StyleTrainConfig:
