@@ -1,0 +1,202 @@
+"""The avatar commands of the command line, end to end on real files: prepare-avatar (mannequin,
+real clip, bad input), train-avatar (checkpoint, samples, loss curve, resume, conflicts) and
+eval-avatar (scores printed and written, grid, textures)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from avatars.skeleton import NUM_PARTS
+from launch.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CROP = 32
+# a cheap perceptual loss (random VGG, two shallow taps), tiny textures: the commands, not the model, are tested
+FAST = ["--vgg-weights", "random", "--vgg-taps", "1,relu2_1", "--batch-size", "2", "--texture-size", "16",
+        "--pretrain-steps", "2", "--init-frames", "4", "--quiet"]
+
+
+def run(*argv) -> tuple[int, str, str]:
+    """``python -m launch ARGV`` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """A mannequin dataset made by the command: 2 motions x 2 views x 4 frames, 32 px crops."""
+    out = tmp_path_factory.mktemp("cli") / "mannequin"
+    code, stdout, err = run("prepare-avatar", "--mannequin", "-o", out, "--motions", "walk,turn_around",
+                            "--angles", "0,90", "--frames-per-clip", "4", "--fps", "5", "--size", CROP, "--quiet")
+    assert code == 0, err
+    assert f"{out}: 16 frames, {CROP} px crops" in stdout
+    assert "--motions arm_wave --angles 30,120" in stdout   # how to make held-out frames
+    return out
+
+
+@pytest.fixture(scope="module")
+def checkpoints(data) -> dict:
+    """A textured avatar trained for 10 steps and a direct one for 4, by the command."""
+    a, b = data.parent / "tex.safetensors", data.parent / "dir.safetensors"
+    code, out_a, err = run("train-avatar", data, "-o", a, "--steps", "10", "--sample-every", "5", *FAST)
+    assert code == 0, err
+    code, out_b, err = run("train-avatar", data, "-o", b, "--kind", "direct", "--steps", "4", *FAST)
+    assert code == 0, err
+    return {"textured": a, "direct": b, "stdout": out_a}
+
+
+def _record(ckpt: Path) -> dict:
+    return json.loads(ckpt.with_suffix(".json").read_text())
+
+
+def test_train_avatar_writes_checkpoint_samples_and_curve_and_reports_them(checkpoints):
+    a, out = checkpoints["textured"], checkpoints["stdout"]
+    rec = _record(a)
+    assert rec["step"] == 10 and rec["avatar"]["kind"] == "textured" and rec["avatar"]["texture_size"] == 16
+    assert rec["train"]["vgg_taps"] == [1, "relu2_1"] and rec["train"]["pretrain_steps"] == 2
+    assert [h["step"] for h in rec["history"]] == [10]
+    samples = a.with_name("tex_samples")
+    assert sorted(p.name for p in samples.iterdir()) == ["step_000000.png", "step_000005.png", "step_000010.png"]
+    # rows ground truth, output, mask; the 4 fixed frames side by side
+    assert np.array(Image.open(samples / "step_000010.png")).shape == (3 * CROP, 4 * CROP, 3)
+    assert a.with_name("tex_loss.png").stat().st_size > 0 and a.with_name("tex.optim.safetensors").is_file()
+    assert f"checkpoint    {a}" in out and f"samples       {samples}/" in out and "latest step_000010.png" in out
+    assert f"loss curve    {a.with_name('tex_loss.png')}" in out and "steps         10 (10 this run)" in out
+    printed = dict(re.findall(r"(\w+) ([0-9.e+-]+)", out.split("final losses")[1].split("(mean")[0]))
+    assert set(printed) == {"perceptual", "mask", "total"} == set(rec["final_losses"])
+    for k, v in rec["final_losses"].items():
+        assert float(printed[k]) == pytest.approx(v, rel=1e-3)
+    assert _record(checkpoints["direct"])["avatar"]["kind"] == "direct"
+
+
+def test_train_avatar_resumes_the_step_count_and_refuses_conflicts(checkpoints, data, tmp_path):
+    for suffix in (".safetensors", ".json", ".optim.safetensors"):
+        shutil.copy(checkpoints["textured"].with_name("tex" + suffix), tmp_path / ("a" + suffix))
+    a = tmp_path / "a.safetensors"
+    before = a.read_bytes()
+    code, out, err = run("train-avatar", data, "-o", a, "--steps", "12", "--quiet")
+    assert code == 0, err
+    assert "resuming" in out and "from step 10" in out and "steps         12 (2 this run)" in out
+    rec = _record(a)
+    assert rec["step"] == 12 and rec["seconds"] >= _record(checkpoints["textured"])["seconds"]
+    assert rec["train"]["vgg_taps"] == [1, "relu2_1"]      # the checkpoint's own settings were kept
+    assert [h["step"] for h in rec["history"]] == [10] and a.read_bytes() != before
+    assert (tmp_path / "a_samples" / "step_000012.png").is_file()
+
+    # at its limit already: nothing is trained and the checkpoint keeps its record
+    stamp = a.stat().st_mtime_ns
+    code, out, _ = run("train-avatar", data, "-o", a, "--quiet")
+    assert code == 0 and "nothing to do" in out and a.stat().st_mtime_ns == stamp
+    # a different model cannot resume this one
+    code, out, err = run("train-avatar", data, "-o", a, "--kind", "direct", "--steps", "20")
+    assert code == 1 and err.startswith(f"error: {a} is a textured avatar") and "--kind direct" in err
+    code, _, err = run("train-avatar", data, "-o", a, "--size", "paper", "--steps", "20")
+    assert code == 1 and "--size paper" in err
+    assert a.stat().st_mtime_ns == stamp
+
+
+def test_eval_avatar_prints_scores_and_writes_grid_and_textures(checkpoints, data, tmp_path):
+    a, b = checkpoints["textured"], checkpoints["direct"]
+    code, out, err = run("eval-avatar", a, b, data, "-o", tmp_path / "ev", "--quiet")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "ev" / "scores.json").read_text())["scores"]
+    assert set(scores) == {"tex", "dir"}
+    for name, kind in (("tex", "textured"), ("dir", "direct")):
+        row = re.search(rf"^{name} +{kind} +([0-9.]+) +([0-9.]+) +([0-9.]+) dB$", out, re.M)
+        assert row, out
+        ssim, ssim_person, psnr = map(float, row.groups())
+        assert 0 < ssim <= 1 and 5 < psnr < 60
+        assert (ssim, ssim_person, psnr) == pytest.approx(
+            (scores[name]["ssim"], scores[name]["ssim_person"], scores[name]["psnr"]), abs=6e-3)
+    assert "(16 frames)" in out and "split all" in out
+    grid = np.array(Image.open(tmp_path / "ev" / "grid.png"))
+    assert grid.shape == (3 * CROP, 6 * CROP, 3)                  # ground truth | textured | direct, 6 frames
+    textures = np.array(Image.open(tmp_path / "ev" / "tex_textures.png"))
+    assert textures.shape == (16, NUM_PARTS * 16, 3) and textures.std() > 0
+    assert not (tmp_path / "ev" / "dir_textures.png").exists()   # the direct baseline has no textures
+    assert f"textures  {tmp_path / 'ev' / 'tex_textures.png'}" in out and "rows: ground truth, tex, dir" in out
+
+
+def test_train_and_eval_refuse_what_is_not_a_dataset_or_a_checkpoint(checkpoints, data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run("train-avatar", empty, "-o", tmp_path / "x.safetensors", "--steps", "1")
+    assert code == 1 and err == f"error: {empty}: not an avatar dataset (no meta.json); make one with prepare-avatar\n"
+    code, _, err = run("train-avatar", tmp_path / "nowhere", "-o", tmp_path / "x.safetensors")
+    assert code == 1 and f"{tmp_path / 'nowhere'}: no such dataset folder" in err
+    assert not (tmp_path / "x.safetensors").exists()
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04 not a safetensors file")
+    code, _, err = run("eval-avatar", checkpoints["textured"], bad, data, "-o", tmp_path / "ev")
+    assert code == 1 and err.startswith(f"error: {bad}: not an avatar checkpoint")
+    code, _, err = run("eval-avatar", tmp_path / "missing.safetensors", data)
+    assert code == 1 and f"{tmp_path / 'missing.safetensors'}: no such file" in err
+    code, _, err = run("eval-avatar", checkpoints["textured"], data, "--split", "test")
+    assert code == 1 and "no split 'test'" in err
+    code, _, err = run("train-avatar", data, "-o", bad, "--steps", "1")        # resuming from a non-avatar
+    assert code == 1 and err.startswith(f"error: {bad}: not an avatar checkpoint")
+    assert not (tmp_path / "ev").exists()
+
+
+def test_prepare_avatar_refuses_a_missing_video():
+    missing = REPO / "no_such_clip.mp4"
+    p = subprocess.run([sys.executable, "-m", "launch", "prepare-avatar", str(missing), "-o", "unused"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.strip() == f"error: video not found: {missing}"
+    assert not (REPO / "unused").exists()
+
+
+def test_prepare_avatar_refuses_a_video_without_a_person(tmp_path):
+    import av
+
+    video = tmp_path / "pattern.mp4"
+    with av.open(str(video), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        y, x = np.mgrid[:96, :128]
+        for i in range(8):   # colour bars sliding over a gradient: a test pattern, nobody in it
+            img = np.stack([(x * 2 + i * 8) % 256, (y * 2) % 256, ((x // 16) % 2) * 255], -1).astype(np.uint8)
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--quiet")
+    assert code == 1 and err == f"error: {video}: no frame with a visible person\n"
+    assert not (tmp_path / "d" / "frames.npz").exists()
+    code, _, err = run("prepare-avatar", "-o", tmp_path / "d")
+    assert code == 1 and "give a VIDEO or --mannequin" in err
+    code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--motions", "walk")
+    assert code == 1 and "--motions go with --mannequin" in err
+    code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--size", "40")
+    assert code == 1 and "multiple of 16" in err
+
+
+def test_prepare_avatar_on_a_real_clip(media, tmp_path):
+    video = media / "video" / "kinetics_ta_chi_340x256.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} not found")
+    out = tmp_path / "clip"
+    args = ("prepare-avatar", video, "-o", out, "--size", "64", "--max-frames", "6", "--holdout", "0.34", "--quiet")
+    code, stdout, err = run(*args)
+    assert code == 0, err
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frames"] == 6 and meta["splits"] == {"train": [0, 4], "test": [4, 6]}
+    assert meta["crop"]["size"] == 64 and meta["source"] == str(video)
+    assert stdout.startswith(f"{out}: 6 frames (train 4, test 2), 64 px crops, torso ") and "cached" not in stdout
+    with np.load(out / "frames.npz") as f:
+        assert f["rgb"].shape == (6, 64, 64, 3) and f["mask"].max() > 200
+    code, stdout, _ = run(*args)
+    assert code == 0 and "(cached: same video and settings)" in stdout
