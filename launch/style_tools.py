@@ -1,8 +1,503 @@
-"""Stylizer commands of the command line (train-style, stylize, synthesize-texture): thin wrappers over `avatars`."""
+"""Stylizer commands of the command line (train-style, stylize, synthesize-texture): thin wrappers over `avatars`.
+
+- ``train-style``: `avatars.style_training.train_stylizer` (resumable safetensors checkpoints,
+  sample grids and a loss curve next to the checkpoint). Resuming reads the run's config from the
+  checkpoint, so ``train-style -o CKPT --minutes 120`` continues a run with nothing else repeated;
+  options given on the command line replace the stored ones (except the network's shape).
+- ``stylize``: an image through `avatars.stylize.FrameStylizer` in this process; a video through
+  the offline graph ``graphs/stylize_video.yaml`` (rerender.yaml with a stylize node: lossless,
+  audio kept, progress bar), exit code from the supervisor.
+- ``synthesize-texture``: samples of a noise-only TextureNet, or Gatys optimisation from a style image.
+
+Bad input (missing or unreadable files, a checkpoint that is not a stylizer) gives ``error: ...``
+on stderr and exit code 1.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+VIDEO_GRAPH = REPO / "graphs" / "stylize_video.yaml"
+VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")     # what the graph's `mp4` sink writes
+UNLIMITED_STEPS = 10 ** 9                    # --minutes alone: the time limit decides
+
+
+class CommandError(Exception):
+    """Bad input, explained: printed as ``error: ...`` with exit code 1."""
+
+
+def _fail(exc: CommandError) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 1
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def _threads(n: int) -> None:
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def _device(spec: str) -> str:
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(f"--device {spec}: CUDA is not available here")
+    return spec
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'256' -> (256, 256); '320x240' -> (H, W) = (240, 320)."""
+    try:
+        w, _, h = text.lower().partition("x")
+        size = (int(h or w), int(w))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}") from None
+    if not all(8 <= s <= 8192 for s in size):
+        raise argparse.ArgumentTypeError(f"sides must be in 8..8192, got {text!r}")
+    return size
+
+
+def _writable_image(path: Path) -> None:
+    from PIL import Image
+
+    ext = path.suffix.lower()
+    if Image.registered_extensions().get(ext) not in Image.SAVE:
+        raise CommandError(f"{path}: cannot write images of type {ext or '(no extension)'!r}; use .png, .jpg, .webp ...")
+
+
+def _save_image(array, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=95)
+
+
+def _read_rgb(path: Path):
+    """An image file as an (H, W, 3) uint8 RGB array, upright (EXIF orientation applied)."""
+    import numpy as np
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file")
+    try:
+        with Image.open(path) as img:
+            return np.array(ImageOps.exif_transpose(img).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CommandError(f"{path}: not a readable image ({exc})") from None
+
+
+def _load_stylizer(name_or_path: str, device: str = "cpu"):
+    """(model, checkpoint path) from a checkpoint file or a shipped style name."""
+    from avatars.shipped import resolve_weights
+    from avatars.stylize import load_stylizer
+
+    try:
+        path = resolve_weights(name_or_path)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        return load_stylizer(path, device), path
+    except Exception as exc:  # safetensors, JSON and shape errors alike: not a usable stylizer checkpoint
+        raise CommandError(f"{path}: not a stylizer checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+# -- train-style ------------------------------------------------------------------------------
+
+# command-line option -> StyleTrainConfig field ("loss." for the loss config); None = not given
+_TRAIN_FIELDS = {"style": "style", "content": "content_dir", "size": "image_size", "style_size": "style_size",
+                 "batch": "batch_size", "repeat_content": "repeat_content", "lr": "lr", "seed": "seed",
+                 "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
+                 "style_weight": "loss.style_weight", "content_weight": "loss.content_weight",
+                 "tv_weight": "loss.tv_weight", "diversity": "loss.diversity_weight"}
+
+
+def _train_config(args: argparse.Namespace, out: Path):
+    """The run's config: the checkpoint's when resuming, else the defaults; then the options given.
+    Returns (config, checkpoint metadata or None)."""
+    import dataclasses
+
+    from avatars.style_checkpoint import read_config
+    from avatars.style_training import StyleTrainConfig, config_of_checkpoint
+
+    meta = None
+    if out.is_file() and not args.no_resume:
+        try:
+            meta = read_config(out)
+            base = dataclasses.asdict(config_of_checkpoint(out))
+        except Exception as exc:
+            raise CommandError(f"{out} exists but is not a training checkpoint ({exc}); "
+                               f"choose another -o, or --no-resume to overwrite it") from None
+        base.pop("device", None)
+        stored = {"model": base["model"], **base[base["model"]]}
+        given = {"model": ("--model", args.model), "channels": ("--channels", tuple(args.channels or ()) or None),
+                 "n_residual": ("--residual-blocks", args.residual_blocks), "norm": ("--norm", args.norm),
+                 "scales": ("--scales", args.scales), "width": ("--width", args.width)}
+        changed = [opt for k, (opt, v) in given.items() if v is not None and v != stored.get(k)]
+        if changed:
+            raise CommandError(f"{out}: resuming keeps the checkpoint's network ({stored}); it cannot change "
+                               f"{', '.join(changed)}: drop those options, or start over with --no-resume or another -o")
+    else:
+        if args.style is None:
+            raise CommandError("--style IMAGE is needed to start a new run"
+                               + (f" ({out} is not there to resume)" if not out.is_file() else ""))
+        model = args.model or "stylenet"
+        base = {"style": args.style, "model": model}
+        if model == "stylenet" and (args.scales is not None or args.width is not None):
+            raise CommandError("--scales/--width shape a TextureNet; add --model texturenet")
+        if model == "texturenet" and (args.channels is not None or args.residual_blocks is not None):
+            raise CommandError("--channels/--residual-blocks shape a StyleNet, not a TextureNet")
+        default = StyleTrainConfig(style=args.style, content_dir=".")
+        if model == "stylenet":
+            net = dataclasses.asdict(default.stylenet)
+            net.update({k: v for k, v in (("channels", tuple(args.channels) if args.channels else None),
+                                          ("n_residual", args.residual_blocks), ("norm", args.norm)) if v is not None})
+            base["stylenet"] = net
+        else:
+            net = dataclasses.asdict(default.texturenet)
+            net.update({k: v for k, v in (("scales", args.scales), ("width", args.width),
+                                          ("norm", args.norm)) if v is not None})
+            base["texturenet"] = net
+        base["loss"] = dataclasses.asdict(default.loss)
+    for option, name in _TRAIN_FIELDS.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if name.startswith("loss."):
+            base["loss"][name[5:]] = value
+        else:
+            base[name] = value
+    if args.fp32_vgg:
+        base["loss"]["bf16"] = False
+    if args.minutes is not None or args.steps is not None:  # the limits given replace the stored ones
+        base["time_limit_s"] = None if args.minutes is None else args.minutes * 60
+        base["steps"] = UNLIMITED_STEPS if args.steps is None else args.steps
+    base["device"] = _device(args.device)
+    if args.content is None and meta is None and base["model"] == "stylenet":
+        raise CommandError("--content DIR (a folder of photos) is needed to train a stylizer; "
+                           "without it, --model texturenet trains a texture generator from noise")
+    try:
+        return StyleTrainConfig(**base), meta
+    except (TypeError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _check_train_inputs(cfg) -> None:
+    from avatars.style_training import list_images
+
+    _read_rgb(Path(cfg.style))
+    if cfg.content_dir is not None:
+        folder = Path(cfg.content_dir)
+        if not folder.is_dir():
+            raise CommandError(f"{folder}: no such folder (--content takes a folder of photos)")
+        try:
+            files = list_images(folder)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from None
+        for f in files:
+            _read_rgb(f)
+
+
+def cmd_train_style(args: argparse.Namespace) -> int:
+    from avatars.style_training import train_stylizer
+
+    _threads(args.threads)
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        if out.suffix:
+            return _fail(CommandError(f"{out}: checkpoints are .safetensors files"))
+        out = out.with_name(out.name + ".safetensors")
+    try:
+        cfg, meta = _train_config(args, out)
+        _check_train_inputs(cfg)
+    except CommandError as exc:
+        if out.is_file() and not args.no_resume and (args.style is None or args.content is None):
+            exc = CommandError(f"{exc} (paths stored in {out}; give --style/--content to point elsewhere)")
+        return _fail(exc)
+    if meta is not None:
+        step, seconds = meta.get("step", 0), meta.get("seconds", 0.0)
+        if step >= cfg.steps or (cfg.time_limit_s is not None and seconds >= cfg.time_limit_s):
+            limit = f"--steps {cfg.steps}" if step >= cfg.steps else f"--minutes {cfg.time_limit_s / 60:g}"
+            print(f"{out}: already trained {step} steps in {_duration(seconds)}, which reaches {limit}; "
+                  f"nothing to do (raise the limit to continue, or --no-resume to start over)")
+            return 0
+        print(f"resuming {out} at step {step} ({_duration(seconds)} trained)", file=sys.stderr)
+    try:
+        result = train_stylizer(cfg, out, resume=not args.no_resume, progress=not args.quiet)
+    except (OSError, ValueError) as exc:
+        return _fail(CommandError(f"training stopped: {exc}"))
+    samples = out.with_name(out.stem + "_samples")
+    curve = out.with_name(out.stem + "_loss.png")
+    print(f"checkpoint: {result.checkpoint}  ({cfg.model}, step {result.steps}, {_duration(result.seconds)} trained)")
+    print(f"samples:    {samples}/  (top row content, bottom row output)" if cfg.content_dir else f"samples:    {samples}/")
+    if curve.is_file():
+        print(f"loss curve: {curve}")
+    if result.final_losses:
+        print("final losses (mean of the last steps): "
+              + "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items()))
+    return 0
+
+
+# -- stylize ----------------------------------------------------------------------------------
+
+def _input_kind(path: Path) -> str:
+    """'image' or 'video' (an animated GIF is a video); CommandError for anything else."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file")
+    try:
+        with Image.open(path) as img:
+            return "video" if getattr(img, "n_frames", 1) > 1 else "image"
+    except (UnidentifiedImageError, OSError):
+        pass
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.streams.video:
+                return "video"
+    except (av.error.FFmpegError, OSError, ValueError):
+        pass
+    raise CommandError(f"{path}: not an image or a video file (or unreadable)")
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    src, out = Path(args.input), Path(args.output)
+    try:
+        kind = _input_kind(src)
+        if kind == "video":
+            return _stylize_video(args, src, out)
+        _stylize_image(args, src, out)
+    except CommandError as exc:
+        return _fail(exc)
+    return 0
+
+
+def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from avatars.stylize import FastPathConfig, FrameStylizer
+
+    _writable_image(out)
+    _threads(args.threads)
+    frame = _read_rgb(src)
+    h, w = frame.shape[:2]
+    if args.max_side and max(h, w) > args.max_side:
+        s = args.max_side / max(h, w)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        frame = np.array(Image.fromarray(frame).resize(size, Image.LANCZOS))
+    device = _device(args.device)
+    model, path = _load_stylizer(args.checkpoint, device)
+    cfg = FastPathConfig(bf16=not args.fp32, channels_last=not args.fp32, compile=args.compile,
+                         noise_scale=args.noise_scale, seed=args.seed)
+    start = time.perf_counter()
+    result = FrameStylizer(model, device, cfg)(frame)
+    seconds = time.perf_counter() - start
+    try:
+        _save_image(result, out)
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{out}: cannot write ({exc})") from None
+    print(f"{out}: {result.shape[1]}x{result.shape[0]}, {path.stem} "
+          f"({'fp32' if args.fp32 else 'bf16 fast path'}, {device}) in {seconds:.2f} s")
+
+
+def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
+    from stream.graph import GraphError, load_graph
+    from stream.supervisor import Supervisor
+
+    if out.suffix.lower() not in VIDEO_OUTPUTS:
+        raise CommandError(f"{src} is a video, so {out} must be one too ({', '.join(VIDEO_OUTPUTS)})")
+    if args.max_side:
+        raise CommandError("--max-side applies to images; a video is stylized at its own frame size")
+    if args.device != "auto":
+        raise CommandError(f"--device applies to images; videos run {VIDEO_GRAPH.name}, whose stylizer "
+                           f"picks the GPU where there is one (device: auto)")
+    _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
+    style = {"model": str(checkpoint.resolve()), "bf16": not args.fp32, "channels_last": not args.fp32,
+             "compile": args.compile, "noise_scale": args.noise_scale, "seed": args.seed,
+             "smoothing": args.smoothing, "smoothing_weight": args.smoothing_weight, "threads": args.threads}
+    sink = {"path": str(out.resolve()), "crf": args.crf, "preset": args.preset}
+    overrides = {"source": {"path": str(src.resolve())}, "style": style, "sink": sink}
+    try:
+        graph = load_graph(VIDEO_GRAPH, overrides)
+    except GraphError as exc:
+        raise CommandError(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    code = Supervisor(graph, overrides, quiet=args.quiet).run()
+    if code == 0:
+        print(f"{out}: {src.name} stylized with {checkpoint.stem} (via {VIDEO_GRAPH.relative_to(REPO)})")
+    else:
+        print(f"error: stylizing {src} failed (exit code {code}); see the node errors above", file=sys.stderr)
+    return code
+
+
+# -- synthesize-texture -----------------------------------------------------------------------
+
+def _texture_outputs(output: Path, seeds: list[int]) -> list[Path]:
+    """One texture: OUTPUT is the file. Several: OUTPUT_NNN.ext next to an OUTPUT with an image
+    extension, else texture_NNN.png in the folder OUTPUT (NNN = the seed)."""
+    if output.suffix:
+        _writable_image(output)
+        if len(seeds) == 1:
+            return [output]
+        return [output.with_name(f"{output.stem}_{s:03d}{output.suffix}") for s in seeds]
+    return [output / f"texture_{s:03d}.png" for s in seeds]
+
+
+def cmd_synthesize_texture(args: argparse.Namespace) -> int:
+    _threads(args.threads)
+    seeds = list(range(args.seed, args.seed + args.n))
+    try:
+        if args.n < 1 or args.iterations < 1:
+            raise CommandError("-n and --iterations must be at least 1")
+        paths = _texture_outputs(Path(args.output), seeds)
+        if args.model:
+            images, how = _textures_from_model(args), f"sampled from {Path(args.model).name}"
+        else:
+            images, how = _textures_by_optimisation(args, seeds)
+        for image, path in zip(images, paths):
+            try:
+                _save_image(image, path)
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"{path}: cannot write ({exc})") from None
+    except CommandError as exc:
+        return _fail(exc)
+    h, w = args.size
+    where = paths[0] if len(paths) == 1 else f"{paths[0].parent}/ ({len(paths)} files: {paths[0].name} ...)"
+    print(f"{where}: {w}x{h} texture{'s' if len(paths) > 1 else ''} {how}")
+    return 0
+
+
+def _textures_from_model(args: argparse.Namespace):
+    from avatars.stylize import sample_textures
+    from avatars.texturenet import TextureNet
+
+    model, path = _load_stylizer(args.model, _device(args.device))
+    if not isinstance(model, TextureNet):
+        raise CommandError(f"{path}: a {type(model).__name__} stylizes images; --model needs a TextureNet "
+                           f"trained without --content (train-style --model texturenet)")
+    try:
+        return sample_textures(model, args.size, args.n, args.seed, args.noise_scale)
+    except ValueError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+
+
+def _textures_by_optimisation(args: argparse.Namespace, seeds: list[int]):
+    from avatars.gatys import GatysConfig, synthesize_texture
+    from avatars.perceptual import LossConfig, PerceptualLoss
+    from avatars.style_training import load_image
+    from avatars.stylize import to_uint8
+
+    _read_rgb(Path(args.style))  # a clear error for a missing or unreadable style image
+    device = _device(args.device)
+    style = load_image(args.style, args.style_size).to(device)
+    loss_fn = PerceptualLoss(LossConfig(tv_weight=args.tv_weight), style).to(device)
+    cfg = GatysConfig(steps=args.iterations, optimizer=args.optimizer, lr=args.lr,
+                      time_limit_s=None if args.minutes is None else args.minutes * 60)
+    images, last = [], None
+    for seed in seeds:
+        result = synthesize_texture(loss_fn, args.size, cfg, seed)
+        images += to_uint8(result.image)
+        last = result.history[-1]
+        print(f"seed {seed}: {len(result.history)} {args.optimizer} iterations, style loss "
+              f"{result.history[0][1]:.4g} -> {last[1]:.4g} in {last[0]:.1f} s", file=sys.stderr)
+    return images, f"by {args.optimizer} optimisation from {Path(args.style).name}"
+
+
+# -- the parsers ------------------------------------------------------------------------------
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the command line."""
+    p = sub.add_parser("train-style", help="train a feed-forward stylizer (or texture generator) from a style image",
+                       description="Train (or resume) a StyleNet-IN / TextureNet with perceptual losses. "
+                                   "Options left out take the checkpoint's values when resuming, else the defaults.")
+    p.add_argument("--style", metavar="IMAGE", help="style image (needed for a new run)")
+    p.add_argument("--content", metavar="DIR", help="folder of content photos (a handful is enough); "
+                   "without it, --model texturenet learns textures from noise")
+    p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint, .safetensors (resumed if it exists)")
+    p.add_argument("--model", choices=("stylenet", "texturenet"), help="network (default stylenet)")
+    p.add_argument("--size", type=int, metavar="PX", help="training crop size (default 256)")
+    p.add_argument("--style-size", type=int, metavar="PX", help="longer side the style image is scaled to (default 320)")
+    limits = p.add_argument_group("how long (totals: resuming counts what is already trained)")
+    limits.add_argument("--minutes", type=float, help="stop after this much training time")
+    limits.add_argument("--steps", type=int, help="stop after this many steps (default 2000; none with --minutes alone)")
+    p.add_argument("--batch", type=int, help="images per step (default 2)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, help="seed of initialisation and crops (default 0)")
+    w = p.add_argument_group("loss weights")
+    w.add_argument("--style-weight", type=float, help="default 5")
+    w.add_argument("--content-weight", type=float, help="default 1")
+    w.add_argument("--tv-weight", type=float, help="total variation (default 1)")
+    w.add_argument("--diversity", type=float, metavar="LAMBDA",
+                   help="diversity term of Improved Texture Networks (default 0; needs --batch >= 2)")
+    w.add_argument("--fp32-vgg", action="store_true", help="run VGG-19 in fp32 (default: bf16 autocast)")
+    s = p.add_argument_group("network shape (new runs only)")
+    s.add_argument("--channels", type=int, nargs=3, metavar="C", help="StyleNet widths (default 16 32 64)")
+    s.add_argument("--residual-blocks", type=int, metavar="N", help="StyleNet residual blocks (default 5)")
+    s.add_argument("--norm", choices=("instance", "batch"), help="normalisation (StyleNet default instance, TextureNet batch)")
+    s.add_argument("--scales", type=int, metavar="K", help="TextureNet scales (default 5)")
+    s.add_argument("--width", type=int, help="TextureNet channels per scale (default 8)")
+    p.add_argument("--repeat-content", type=int, metavar="R", help="TextureNet: each crop R times per batch with its own noise")
+    p.add_argument("--sample-every", type=int, metavar="STEPS", help="sample grid every so many steps (default 100)")
+    p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="checkpoint every so many steps (default 100)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the checkpoint exists")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train_style)
+
+    p = sub.add_parser("stylize", help="stylize an image, or a video through the offline graph",
+                       description="An image is stylized in this process; a video goes through "
+                                   "graphs/stylize_video.yaml (every frame kept, audio kept, progress bar).")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (starry_night, great_wave)")
+    p.add_argument("input", metavar="INPUT", help="image, or video file")
+    p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
+    p.add_argument("--max-side", "--size", dest="max_side", type=int, metavar="PX",
+                   help="image: scale it down first so its longer side is at most PX")
+    speed = p.add_mutually_exclusive_group()
+    speed.add_argument("--fast", dest="fp32", action="store_false", help="bf16 autocast + channels-last (default)")
+    speed.add_argument("--fp32", dest="fp32", action="store_true", help="plain fp32 (the reference)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first frame)")
+    p.add_argument("--smoothing", choices=("none", "ema", "flow"), default="none",
+                   help="video: temporal smoothing against flicker (flow: along the optical flow)")
+    p.add_argument("--smoothing-weight", type=float, default=0.5, help="video: share of the previous output kept")
+    p.add_argument("--noise-scale", type=float, default=1.0, help="TextureNet stylizers: style (high) vs content (low)")
+    p.add_argument("--seed", type=int, default=0, help="TextureNet stylizers: the fixed noise")
+    p.add_argument("--crf", type=int, default=18, help="video: x264 quality (lower is better)")
+    p.add_argument("--preset", default="veryfast", help="video: x264 preset")
+    p.add_argument("--device", default="auto", help="image: cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
+    p.add_argument("--quiet", action="store_true", help="video: no progress bar or final report")
+    p.set_defaults(func=cmd_stylize, fp32=False)
+
+    p = sub.add_parser("synthesize-texture", help="texture images from a TextureNet or by Gatys optimisation",
+                       description="Either sample a noise-only TextureNet (--model) or optimise pixels "
+                                   "against a style image's Gram matrices (--style).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="CKPT", help="a TextureNet trained without content (train-style --model texturenet)")
+    source.add_argument("--style", metavar="IMAGE", help="optimise from noise to match this image's style")
+    p.add_argument("-o", "--output", required=True, help="image file; a folder (or FILE_NNN.png names) for several")
+    p.add_argument("-n", type=int, default=1, help="how many textures (seeds SEED, SEED+1, ...)")
+    p.add_argument("--size", type=_size, default=(256, 256), metavar="N|WxH", help="texture size (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument("--noise-scale", type=float, default=1.0, help="--model: noise amplitude")
+    p.add_argument("--iterations", type=int, default=200, help="--style: optimiser iterations (default 200)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs", help="--style: optimiser")
+    p.add_argument("--lr", type=float, help="--style: step size (default 1 for L-BFGS, 0.02 for Adam)")
+    p.add_argument("--minutes", type=float, help="--style: time limit per texture")
+    p.add_argument("--style-size", type=int, default=320, metavar="PX", help="--style: longer side of the style image")
+    p.add_argument("--tv-weight", type=float, default=0.0, help="--style: total-variation weight (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
+    p.set_defaults(func=cmd_synthesize_texture)

@@ -1,0 +1,245 @@
+"""The stylizer commands (stylize, train-style, synthesize-texture) and the stylize graphs, end to end.
+
+Real files throughout: images and a short clip with audio are generated here, the shipped styles
+and VGG-19 weights are the project's own, videos go through the real supervisor and encoder.
+Tiny sizes and step counts keep the file fast on a CPU; model quality is tested elsewhere.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from launch.cli import main
+from stream.graph import build_graph, load_graph
+from stream.nodes.media import probe
+
+REPO = Path(__file__).resolve().parents[1]
+THREADS = ["--threads", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modest_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _pattern(h: int, w: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // w, yy * 255 // h, (xx // 8 + yy // 8) % 2 * 200], -1).astype(np.float64)
+    return (img * 0.8 + rng.random((h, w, 3)) * 50).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("style_cli")
+    yy, xx = np.mgrid[0:96, 0:96]
+    stripes = np.stack([np.sin(xx / 2.5) * 120 + 128, np.cos((xx + yy) / 4) * 120 + 128, (yy % 16) * 16], -1)
+    Image.fromarray(stripes.astype(np.uint8)).save(d / "style.png")
+    (d / "content").mkdir()
+    for i in range(3):
+        Image.fromarray(_pattern(72, 88, i)).save(d / "content" / f"photo{i}.png")
+    Image.fromarray(_pattern(60, 90, 7)).save(d / "input.png")
+    (d / "notes.txt").write_text("not a picture\n")
+    make_clip(d / "clip.mp4")
+    return {"dir": d, "style": d / "style.png", "content": d / "content", "image": d / "input.png",
+            "text": d / "notes.txt", "clip": d / "clip.mp4"}
+
+
+def make_clip(path: Path, frames: int = 12, w: int = 96, h: int = 64, fps: int = 12) -> None:
+    """An H.264 clip with a moving bar and a mono AAC tone as long as the video."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        for i in range(frames):
+            img = _pattern(h, w, i)
+            img[:, 6 * i:6 * i + 12] = 255
+            for packet in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(packet)
+        n = 16000 * frames // fps
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)[None]
+        for start in range(0, n, 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + 1024]), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            for packet in a.encode(frame):
+                c.mux(packet)
+        for stream in (a, v):
+            for packet in stream.encode(None):
+                c.mux(packet)
+
+
+def _first_frame(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+# -- stylize ----------------------------------------------------------------------------------
+
+def test_stylize_image_with_a_shipped_style(files, tmp_path, capsys):
+    out = tmp_path / "nested" / "styled.png"
+    assert main(["stylize", "starry_night", str(files["image"]), str(out), *THREADS]) == 0
+    assert str(out) in capsys.readouterr().out
+    before, after = _rgb(files["image"]), _rgb(out)
+    assert after.shape == before.shape == (60, 90, 3)
+    assert np.abs(after - before).mean() > 20  # painted, not copied
+
+    small = tmp_path / "small.jpg"
+    assert main(["stylize", "great_wave", str(files["image"]), str(small), "--max-side", "45", "--fp32", *THREADS]) == 0
+    assert _rgb(small).shape == (30, 45, 3)
+    assert np.abs(_rgb(small) - _rgb(out)[::2, ::2]).mean() > 5  # another style
+
+
+def test_stylize_video_through_the_offline_graph_keeps_every_frame_and_the_audio(files, tmp_path, capsys):
+    out = tmp_path / "styled.mp4"
+    code = main(["stylize", "starry_night", str(files["clip"]), str(out), "--quiet", "--preset", "ultrafast", *THREADS])
+    assert code == 0, capsys.readouterr().err
+    assert "stylize_video.yaml" in capsys.readouterr().out
+    before, after = probe(str(files["clip"])), probe(str(out))
+    assert after["frames"] == before["frames"] == 12
+    assert (after["width"], after["height"]) == (96, 64)
+    assert after["audio"] is not None and after["audio"]["sample_rate"] == 16000
+    assert after["audio"]["end"] == pytest.approx(before["audio"]["end"], abs=0.1)
+    diff = np.abs(_first_frame(out).astype(np.int16) - _first_frame(files["clip"]).astype(np.int16)).mean()
+    assert diff > 20  # the frames went through the stylizer
+
+
+def test_video_graph_is_rerender_with_a_stylize_node():
+    """`stylize` on a video runs graphs/rerender.yaml's job: same source and sink, a stylizer between."""
+    rerender = yaml.safe_load((REPO / "graphs" / "rerender.yaml").read_text())
+    styled = yaml.safe_load((REPO / "graphs" / "stylize_video.yaml").read_text())
+    nodes = {n["name"]: n for n in styled["nodes"]}
+    assert nodes.pop("style")["kind"] == "stylize"
+    for node in rerender["nodes"]:
+        assert nodes[node["name"]]["kind"] == node["kind"]
+        assert {k: v for k, v in nodes[node["name"]]["params"].items() if k != "path"} == \
+            {k: v for k, v in node["params"].items() if k != "path"}
+    assert styled["policy"] == rerender["policy"] == "block"
+    chain = [e for e in rerender["edges"] if e != "source.out -> sink.in"] + ["source.out -> style.in", "style.out -> sink.in"]
+    assert sorted(styled["edges"]) == sorted(chain)
+
+
+# -- train-style ------------------------------------------------------------------------------
+
+TINY = ["--size", "48", "--style-size", "64", "--batch", "1", "--channels", "8", "8", "16",
+        "--residual-blocks", "1", "--sample-every", "2", *THREADS, "--quiet"]
+
+
+def test_train_style_writes_a_checkpoint_that_stylize_uses_and_resumes(files, tmp_path, capsys):
+    ckpt = tmp_path / "runs" / "tiny.safetensors"
+    args = ["train-style", "--style", str(files["style"]), "--content", str(files["content"]), "-o", str(ckpt), *TINY]
+    assert main([*args, "--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert str(ckpt) in out and "final losses" in out and "tiny_samples" in out
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    assert meta["step"] == 3 and meta["train"]["image_size"] == 48 and meta["model"]["channels"] == [8, 8, 16]
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiny_samples").iterdir()) == ["step_000002.png", "step_000003.png"]
+    assert ckpt.with_name("tiny.optim.safetensors").is_file()
+
+    styled = tmp_path / "styled.png"
+    assert main(["stylize", str(ckpt), str(files["image"]), str(styled), *THREADS]) == 0
+    assert _rgb(styled).shape == (60, 90, 3)
+
+    # resume: only the checkpoint and the new limit are needed; the stored config does the rest
+    assert main(["train-style", "-o", str(ckpt), "--steps", "5", *THREADS, "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    assert meta["step"] == 5 and meta["train"]["image_size"] == 48 and meta["final_losses"]["total"] > 0
+    # at the limit already: nothing is trained and the record is left as it was
+    assert main([*args, "--steps", "5"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert json.loads(ckpt.with_suffix(".json").read_text()) == meta
+    # the network's shape cannot change under a resume
+    assert main(["train-style", "-o", str(ckpt), "--steps", "9", "--residual-blocks", "2", *THREADS]) == 1
+    assert "--residual-blocks" in capsys.readouterr().err
+    # --no-resume starts over
+    assert main([*args, "--steps", "2", "--no-resume"]) == 0
+    assert json.loads(ckpt.with_suffix(".json").read_text())["step"] == 2
+
+
+# -- synthesize-texture -----------------------------------------------------------------------
+
+def test_synthesize_texture_by_optimisation(files, tmp_path, capsys):
+    out = tmp_path / "texture.png"
+    assert main(["synthesize-texture", "--style", str(files["style"]), "--size", "64", "--iterations", "3",
+                 "--style-size", "64", "-o", str(out), *THREADS]) == 0
+    assert "3 lbfgs iterations" in capsys.readouterr().err
+    img = _rgb(out)
+    assert img.shape == (64, 64, 3) and img.std() > 10
+
+
+def test_synthesize_texture_from_a_trained_texturenet(files, tmp_path):
+    ckpt = tmp_path / "tex.safetensors"
+    assert main(["train-style", "--style", str(files["style"]), "--model", "texturenet", "-o", str(ckpt), "--size", "32",
+                 "--style-size", "64", "--batch", "2", "--scales", "3", "--width", "4", "--steps", "25", *THREADS,
+                 "--quiet"]) == 0
+    folder = tmp_path / "textures"
+    assert main(["synthesize-texture", "--model", str(ckpt), "-n", "2", "--size", "40x24", "-o", str(folder)]) == 0
+    a, b = (_rgb(folder / f"texture_{s:03d}.png") for s in (0, 1))
+    assert a.shape == b.shape == (24, 40, 3)
+    assert np.abs(a - b).mean() > 2  # two seeds, two samples (an untrained batch-norm net ignores its noise)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+def _bad_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:
+    garbage = tmp / "garbage.safetensors"
+    garbage.write_bytes(b"not a checkpoint")
+    return [
+        (["stylize", "starry_night", str(tmp / "missing.png"), str(tmp / "o.png")], "missing.png"),
+        (["stylize", "no_such_style", str(f["image"]), str(tmp / "o.png")], "no_such_style"),
+        (["stylize", "starry_night", str(f["text"]), str(tmp / "o.png")], "notes.txt"),
+        (["stylize", str(garbage), str(f["image"]), str(tmp / "o.png")], "garbage.safetensors"),
+        (["stylize", "mannequin_avatar", str(f["image"]), str(tmp / "o.png")], "not a stylizer checkpoint"),
+        (["stylize", "starry_night", str(f["image"]), str(tmp / "o.xyz")], "o.xyz"),
+        (["stylize", "starry_night", str(f["clip"]), str(tmp / "o.png")], "o.png"),
+        (["train-style", "--style", str(tmp / "nostyle.jpg"), "--content", str(f["content"]), "-o", str(tmp / "c")],
+         "nostyle.jpg"),
+        (["train-style", "--style", str(f["text"]), "--content", str(f["content"]), "-o", str(tmp / "c")], "notes.txt"),
+        (["train-style", "--style", str(f["style"]), "--content", str(tmp / "nophotos"), "-o", str(tmp / "c")],
+         "nophotos"),
+        (["train-style", "--style", str(f["style"]), "-o", str(tmp / "c")], "--content"),
+        (["synthesize-texture", "--model", "starry_night", "-o", str(tmp / "t.png")], "TextureNet"),
+        (["synthesize-texture", "--style", str(f["text"]), "-o", str(tmp / "t.png")], "notes.txt"),
+    ]
+
+
+def test_bad_input_exits_non_zero_naming_the_problem(files, tmp_path, capsys):
+    for argv, named in _bad_cases(files, tmp_path):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code != 0, argv
+        assert err.startswith("error: ") and named in err, (argv, err)
+    assert not list(tmp_path.glob("o.*")) and not (tmp_path / "c.safetensors").exists()
+
+
+# -- the live graph ---------------------------------------------------------------------------
+
+def test_live_graph_validates_and_its_file_swap_recipe_holds(capsys):
+    path = REPO / "graphs" / "stylize_live.yaml"
+    assert main(["validate", str(path)]) == 0
+    assert "camera.out -> style.in  [latest" in capsys.readouterr().out
+    graph = load_graph(path)
+    assert [graph.nodes[n].kind for n in graph.order()] == ["camera", "stylize", "preview"]
+    assert graph.nodes["style"].params.model == "starry_night"
+    # the comment's recipe for a file instead of the camera gives a valid graph, and --set picks the file
+    text = path.read_text()
+    swap = next(line.lstrip("# ").removeprefix("- ") for line in text.splitlines() if "kind: video" in line)
+    doc = yaml.safe_load(text)
+    doc["nodes"][0] = yaml.safe_load(swap)
+    swapped = build_graph(doc, "swapped", {"camera": {"path": "other.mp4"}})
+    assert swapped.nodes["camera"].kind == "video" and swapped.nodes["camera"].params.path == "other.mp4"
+    assert swapped.nodes["camera"].params.realtime
