@@ -162,7 +162,7 @@ class NodeRunner:
     def _run_inputs(self) -> bool:
         poller = zmq.Poller()
         for port in self.inputs.values():
-            poller.register(port.socket, zmq.POLLIN)
+            poller.register(port.poll_socket, zmq.POLLIN)
         while not self.stopping():
             for port in self.inputs.values():
                 port.fill()
@@ -181,7 +181,7 @@ class NodeRunner:
         still blocked on a full `block` edge into this node would otherwise never finish."""
         poller = zmq.Poller()
         for port in self.inputs.values():
-            poller.register(port.socket, zmq.POLLIN)
+            poller.register(port.poll_socket, zmq.POLLIN)
         while not self.stopping() and not all(p.eos for p in self.inputs.values()):
             for port in self.inputs.values():
                 port.fill()
@@ -280,6 +280,11 @@ class NodeRunner:
         self.metrics.frames_in += 1
         self.metrics.last_seq = max(m.seq for m in batch.values())
 
+    def close_inputs(self) -> None:
+        """Stop the inputs' receiver threads: the last step before the process closes its sockets."""
+        for port in self.inputs.values():
+            port.close()
+
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot()}
 
@@ -337,6 +342,8 @@ def process_main(config_json: str) -> None:
         report(runners)
         stop.wait(HEARTBEAT_S)
     report(runners)
+    for r in runners:
+        r.close_inputs()
     stop_authenticators()
     status.close()
     zctx.destroy(linger=0)

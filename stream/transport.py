@@ -190,7 +190,14 @@ class OutputPort:
 
 
 class InputPort:
-    """One input port: a bound PULL socket feeding a local queue under the edge's policy."""
+    """One input port: a bound PULL socket feeding a local queue under the edge's policy.
+
+    A `latest` edge is read by a receiver thread of its own, continuously: while the node is busy in
+    `process()`, newer messages replace older ones as they arrive, so nothing stale piles up in
+    ZeroMQ's queues or the kernel's socket buffers (hundreds of keypoint-sized messages fit there)
+    and the node always gets the newest. The thread wakes the node's loop through an inproc socket,
+    `poll_socket`; a `block` edge is read by the node's loop itself, `depth` at a time.
+    """
 
     def __init__(self, node: str, name: str, wire: EdgeWire, zctx: zmq.Context, ring_dir: Path,
                  keys_dir: Path | None, metrics: NodeMetrics, restarted: bool, limits: Limits = Limits()):
@@ -208,43 +215,119 @@ class InputPort:
         if wire.transport == "tcp":
             curve_server(self.socket, keys_dir, wire.server_host)
         self.socket.bind(wire.bind)
+        self._lock = threading.Lock()
+        self._tally: collections.Counter[str] = collections.Counter()  # counts not yet added to metrics
+        self._rejected_total = 0
+        self.poll_socket = self.socket
+        self._receiver: threading.Thread | None = None
+        if self.policy == "latest":
+            self._newest: Message | None = None
+            self._newest_eos = False
+            self._closing = threading.Event()
+            wake = f"inproc://wake-{node}.{name}"
+            self.poll_socket = zctx.socket(zmq.PULL)
+            self.poll_socket.setsockopt(zmq.LINGER, 0)
+            self.poll_socket.bind(wake)
+            self._receiver = threading.Thread(target=self._receive_latest, args=(zctx, wake), daemon=True,
+                                              name=f"{node}.{name}:recv")
+            self._receiver.start()
 
     def _decode(self, frames: list[Any]) -> Message | None:
+        if self.wire.transport == "tcp":
+            self._tally["net_bytes_in"] += sum(len(f) for f in frames)
         try:
             if self.wire.transport == "inproc":
                 return LOCAL.take(frames[0].bytes if len(frames) == 1 else b"")
             return decode(frames, self.limits, self.reader.resolve if self.reader else None)
         except StaleError:
-            self.metrics.drops += 1
+            self._tally["drops"] += 1
             return None
         except WireError as exc:
-            self.metrics.rejected += 1
-            if self.metrics.rejected <= 5 or self.metrics.rejected % 1000 == 0:
-                _log(self.node, f"input {self.name}: rejected message #{self.metrics.rejected}: {exc}")
+            self._tally["rejected"] += 1
+            self._rejected_total += 1
+            if self._rejected_total <= 5 or self._rejected_total % 1000 == 0:
+                _log(self.node, f"input {self.name}: rejected message #{self._rejected_total}: {exc}")
             return None
+
+    def _receive_latest(self, zctx: zmq.Context, wake: str) -> None:
+        """The receiver thread of a `latest` edge: owns the data socket from here on."""
+        notify = zctx.socket(zmq.PUSH)
+        notify.setsockopt(zmq.LINGER, 0)
+        notify.setsockopt(zmq.SNDHWM, 1)
+        notify.connect(wake)
+        try:
+            while not self._closing.is_set() and not self._newest_eos:
+                if not self.socket.poll(_POLL_MS):
+                    continue
+                while True:
+                    try:
+                        frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    with self._lock:
+                        msg = self._decode(frames)
+                        if msg is not None:
+                            self._hold_newest(msg)
+                try:
+                    notify.send(b"", flags=zmq.NOBLOCK)
+                except zmq.Again:  # a wake-up is already waiting
+                    pass
+        finally:
+            notify.close()
+
+    def _hold_newest(self, msg: Message) -> None:
+        """(receiver thread, under the lock) Keep `msg` if it is newer than everything held or delivered."""
+        if msg.eos:
+            self._newest_eos = True
+            return
+        held = self._newest.seq if self._newest is not None else -1
+        if msg.seq <= max(held, self.last_seq):  # never go backwards
+            self._tally["drops"] += 1
+            return
+        if self._newest is not None:
+            self._tally["drops"] += 1
+        self._newest = msg
 
     def _accept(self, msg: Message) -> None:
         if msg.eos:
             self.eos = True
             return
-        if self.policy == "latest":
-            if msg.seq <= self.last_seq:  # never go backwards
-                self.metrics.drops += 1
-                return
-            self.metrics.drops += len(self.pending)
-            self.pending.clear()
         self.pending.append(msg)
 
     def fill(self) -> None:
-        """Take what is waiting on the socket: up to `depth` for block, everything (keeping the newest) for latest."""
-        while not self.eos and (self.policy == "latest" or len(self.pending) < self.depth):
-            try:
-                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            msg = self._decode(frames)
-            if msg is not None:
-                self._accept(msg)
+        """Take what has arrived: up to `depth` messages for block; for latest, the newest (replacing an undelivered one)."""
+        if self._receiver is not None:
+            while True:
+                try:
+                    self.poll_socket.recv(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            with self._lock:
+                if self._newest is not None:
+                    self._tally["drops"] += len(self.pending)
+                    self.pending.clear()
+                    self.pending.append(self._newest)
+                    self._newest = None
+                self.eos = self._newest_eos
+        else:
+            while not self.eos and len(self.pending) < self.depth:
+                try:
+                    frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                msg = self._decode(frames)
+                if msg is not None:
+                    self._accept(msg)
+        with self._lock:
+            for counter, n in self._tally.items():
+                setattr(self.metrics, counter, getattr(self.metrics, counter) + n)
+            self._tally.clear()
+
+    def close(self) -> None:
+        """Stop the receiver thread (before the process closes the ZeroMQ context)."""
+        if self._receiver is not None:
+            self._closing.set()
+            self._receiver.join(timeout=2 * _POLL_MS / 1e3 + 1)
 
     def pop(self) -> Message:
         msg = self.pending.popleft()

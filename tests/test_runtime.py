@@ -100,7 +100,7 @@ def test_block_edges_deliver_every_frame_in_order(tmp_path, w, h, group):
 
 SLOW = """
 nodes:
-  - {{name: source, kind: synthetic, params: {{width: 320, height: 240, frames: 150, fps: 100, realtime: true}}}}
+  - {{name: source, kind: synthetic, params: {{width: {w}, height: {h}, frames: 150, fps: 100, realtime: true}}}}
   - {{name: slow, kind: delay, params: {{ms: 40}}}}
   - {{name: check, kind: integrity}}
 edges:
@@ -109,10 +109,14 @@ edges:
 """
 
 
-def test_latest_edge_keeps_latency_flat_and_never_goes_back(tmp_path):
-    code, latest, err = run_graph(tmp_path, SLOW.format(policy="latest"))
+@pytest.mark.parametrize("w, h", [
+    (320, 240),  # frames in shared memory: the ring bounds what is in flight
+    (66, 16),    # small messages inline (keypoint-sized): hundreds would fit in the socket buffers
+])
+def test_latest_edge_keeps_latency_flat_and_never_goes_back(tmp_path, w, h):
+    code, latest, err = run_graph(tmp_path, SLOW.format(policy="latest", w=w, h=h))
     assert code == 0, err
-    code, block, err = run_graph(tmp_path, SLOW.format(policy="block"))
+    code, block, err = run_graph(tmp_path, SLOW.format(policy="block", w=w, h=h))
     assert code == 0, err
     # block: lossless; the producer waits for the slow consumer (150 x 40 ms at least)
     assert _integrity(block)["frames"] == 150 and block["nodes"]["slow"]["drops"] == 0
