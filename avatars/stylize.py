@@ -1,8 +1,8 @@
 """Fast inference for trained stylizers: uint8 frames of any size in, stylized uint8 frames out.
 
-The CPU fast path keeps activations channels-last and runs under bf16 autocast (AVX-512-BF16 /
-AMX CPUs; measured against fp32 in tests/test_stylize.py and bench/stylize.py); an optional
-``torch.compile``. On a GPU the same code runs on whatever device and stream the caller set.
+The fast path keeps activations channels-last and runs under bf16 autocast where the hardware
+computes in bf16 (``avatars.precision``: GPUs, AVX-512-BF16/AMX CPUs; measured against fp32 in
+tests/test_stylize.py and bench/stylize.py); an optional ``torch.compile``. On a GPU the same code runs on whatever device and stream the caller set.
 For video, a TextureNet keeps one fixed noise per frame size (fresh noise every frame flickers),
 and temporal smoothing blends the new output with the previous one, either plainly
 (exponential) or after warping it along the optical flow of the input (flow-guided, which
@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from .flicker import FlowEstimator, occlusion_mask, warp
+from .precision import use_bf16
 from .style_checkpoint import load_checkpoint
 from .texturenet import TextureNet
 
@@ -49,7 +50,7 @@ def sample_textures(model: TextureNet, size: tuple[int, int], n: int = 1, seed: 
 
 @dataclass
 class FastPathConfig:
-    bf16: bool = True                 # bf16 autocast (CPU: needs AVX-512-BF16/AMX to be fast)
+    bf16: bool | None = None          # bf16 autocast; None = where the hardware has it natively
     channels_last: bool = True
     compile: bool = False             # torch.compile the network (first frame of each size is slow)
     noise_scale: float = 1.0          # TextureNet: style vs content trade-off at test time
@@ -70,6 +71,7 @@ class FrameStylizer:
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", cfg: FastPathConfig = FastPathConfig()):
         self.device = torch.device(device)
         self.cfg = cfg
+        self.bf16 = use_bf16(cfg.bf16, self.device)
         self.model = model.to(self.device).eval()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -94,7 +96,7 @@ class FrameStylizer:
         """(N, 3, H, W) float RGB in [0, 1] on ``device`` -> same, stylized, fp32, clamped."""
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             if isinstance(self.model, TextureNet):
                 noise = [z.expand(x.shape[0], -1, -1, -1) for z in self.noise(*x.shape[-2:])]
                 y = self.net(x, noise, noise_scale=self.cfg.noise_scale)

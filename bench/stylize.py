@@ -2,7 +2,8 @@
 
 Both run in this one process on the same frames: uint8 RGB frame in, uint8 stylized frame out
 (conversion included), at 256x256, 512x512 and 1280x720. Ours is the narrow StyleNet-IN on the
-fast path (channels-last, bf16 autocast); the baseline is TransformerNet in fp32, contiguous
+fast path (channels-last; bf16 autocast where the hardware has it natively, see avatars.precision);
+the baseline is TransformerNet in fp32, contiguous
 layout. Where trained checkpoints of both exist, the style+content loss of each output is
 measured on real video frames that no model was trained on (fp32 VGG-19, same loss as training).
 
@@ -95,12 +96,12 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     trained = args.ours.is_file()
     ours_net = load_stylizer(args.ours) if trained else StyleNet(StyleNetConfig(channels=(16, 32, 64))).eval()
-    ours = FrameStylizer(ours_net, cfg=FastPathConfig(bf16=True, channels_last=True))
+    ours = FrameStylizer(ours_net, cfg=FastPathConfig(bf16=None, channels_last=True))  # bf16 where native
     ours_fp32 = FrameStylizer(ours_net, cfg=FastPathConfig(bf16=False, channels_last=False))
     base = FrameStylizer(baseline_model(args.baseline), cfg=FastPathConfig(bf16=False, channels_last=False))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"ours: {args.ours.name if trained else 'untrained'} StyleNet{list(ours_net.cfg.channels)} "
-          f"({sum(p.numel() for p in ours_net.parameters()):,} params, bf16+channels-last) vs "
+          f"({sum(p.numel() for p in ours_net.parameters()):,} params, {'bf16' if ours.bf16 else 'fp32'}+channels-last) vs "
           f"TransformerNet fp32 ({sum(p.numel() for p in base.model.parameters()):,} params)")
     report: dict = {"fps": {}}
     rng = np.random.default_rng(0)

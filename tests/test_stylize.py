@@ -148,3 +148,19 @@ def test_texture_synthesis_training_and_sampling(media, tmp_path):
     assert not np.array_equal(a[0], a[1])
     with pytest.raises(ValueError):
         StyleTrainConfig(style="s.jpg", content_dir=None)   # texture synthesis needs a TextureNet
+
+
+def test_bf16_is_used_where_native_unless_forced():
+    """The fast paths default to bf16 only where the hardware computes in it (elsewhere it is slower than fp32)."""
+    from avatars.avatar_model import AvatarConfig, AvatarRenderer, GeneratorConfig
+    from avatars.avatar_crop import CropConfig
+    from avatars.precision import native_bf16, use_bf16
+
+    net = StyleNet(StyleNetConfig(channels=(8, 16, 16), n_residual=1))
+    assert FrameStylizer(net).bf16 == native_bf16("cpu")
+    assert FrameStylizer(net, cfg=FastPathConfig(bf16=True)).bf16 and not FrameStylizer(net, cfg=FastPathConfig(bf16=False)).bf16
+    cfg = AvatarConfig("textured", GeneratorConfig.small(), 32, CropConfig(size=64))
+    model = cfg.build()
+    assert AvatarRenderer(model, cfg, fast=True).bf16 == native_bf16("cpu")
+    assert not AvatarRenderer(model, cfg, fast=False, bf16=True).bf16  # bf16 belongs to the fast path
+    assert use_bf16(True, "cpu") and not use_bf16(False, "cpu")

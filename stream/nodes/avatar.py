@@ -22,7 +22,7 @@ class AvatarNode(Node):
         model: str = param("mannequin_avatar", "checkpoint file, or the name of a shipped avatar")
         width: int = param(0, "output width; 0 = the keypoints' frame width")
         height: int = param(0, "output height; 0 = the keypoints' frame height")
-        fast: bool = param(True, "channels-last + bf16 autocast (error against fp32 in docs/avatar.md)")
+        fast: bool = param(True, "channels-last, + bf16 autocast where native (error against fp32 in docs/avatar.md)")
         scale_smoothing: float = param(0.8, "smoothing of the person's scale over frames (share of the old value)")
         threads: int = param(0, "CPU threads for torch; 0 = torch's default")
 

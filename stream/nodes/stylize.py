@@ -12,7 +12,7 @@ from stream.params import param
 
 
 class StylizeNode(Node):
-    """Runs on the node's device and CUDA stream; on CPU, channels-last + bf16 autocast by default."""
+    """Runs on the node's device and CUDA stream; channels-last, and bf16 autocast where the hardware has it."""
 
     inputs = {"in": Port("video")}
     outputs = {"out": Port("video", doc="stylized image; the input's other buffers (mask) pass through")}
@@ -20,7 +20,7 @@ class StylizeNode(Node):
     @dataclass
     class Params:
         model: str = param("starry_night", "checkpoint file, or the name of a shipped style")
-        bf16: bool = param(True, "bf16 autocast (fast on AVX-512-BF16/AMX CPUs and GPUs)")
+        bf16: bool | None = param(None, "bf16 autocast; null = where native (GPU, AVX-512-BF16/AMX CPU), else fp32")
         channels_last: bool = param(True, "channels-last activations")
         compile: bool = param(False, "torch.compile the network (slow first frame of each size)")
         noise_scale: float = param(1.0, "TextureNet: style (high) vs content (low)")
