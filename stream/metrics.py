@@ -41,6 +41,7 @@ class NodeMetrics:
     rejected: int = 0       # malformed messages counted and dropped by the receiver
     queue_depth: int = 0    # messages received but not yet processed, at the last look
     last_seq: int = -1
+    net_bytes_in: int = 0   # bytes received from other hosts (tcp edges): what crosses the network
     total: int | None = None  # sources: messages the stream will hold, when known
     process: Timings = field(default_factory=Timings)
     latency: Timings = field(default_factory=Timings)  # capture -> arrival at this node (sinks)
@@ -51,7 +52,7 @@ class NodeMetrics:
         elapsed = max(time.time() - self.started, 1e-9)
         return {
             "frames_in": self.frames_in, "frames_out": self.frames_out, "drops": self.drops,
-            "rejected": self.rejected, "queue_depth": self.queue_depth, "last_seq": self.last_seq,
+            "rejected": self.rejected, "net_bytes_in": self.net_bytes_in, "queue_depth": self.queue_depth, "last_seq": self.last_seq,
             "total": self.total, "fps": round(max(self.frames_in, self.frames_out) / elapsed, 2),
             "process": self.process.percentiles_ms(), "latency": self.latency.percentiles_ms(),
             "extra": dict(self.extra),

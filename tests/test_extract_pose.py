@@ -5,31 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
-import numpy as np
-
-from avatars.mannequin import Camera, MannequinSequence
 from avatars.pose import load_poses
+from clips import mannequin_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _clip(path: Path, frames: int = 12) -> None:
-    seq = MannequinSequence(motion="walk", num_frames=frames, camera=Camera(width=256, height=256), seed=1)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width = s.height = 256
-        s.pix_fmt = "yuv420p"
-        for f in seq:
-            for packet in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f.rgb), format="rgb24")):
-                c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
-
-
 def test_extract_pose_writes_a_track_and_reports_detection(tmp_path):
     video, out = tmp_path / "walk.mp4", tmp_path / "walk.npz"
-    _clip(video)
+    mannequin_clip(video)
     r = subprocess.run([sys.executable, "-m", "launch", "extract-pose", str(video), "-o", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

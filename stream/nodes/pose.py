@@ -20,6 +20,7 @@ class PoseNode(Node):
     class Params:
         model_complexity: int = param(1, "0, 1 or 2 (1 ships in the mediapipe wheel)")
         segmentation: bool = param(False, "also output the person mask")
+        world: bool = param(False, "also output the world landmarks in metres (33, 3)")
         smoothing: bool = param(True, "One-Euro smoothing of the landmarks")
         min_cutoff: float = param(1.0, "One-Euro minimum cutoff (Hz): lower = smoother when still")
         beta: float = param(10.0, "One-Euro speed coefficient: higher = less lag when moving")
@@ -40,12 +41,12 @@ class PoseNode(Node):
         self.ctx.metrics.extra.update(detected=0, missed=0)
 
     def process(self, inputs: dict[str, Message]) -> None:
-        msg = inputs["in"]
+        msg, p = inputs["in"], self.params
         image = msg.buffers["image"]
         result = self.gaps(self.estimator.process(image, msg.pts))
         self.ctx.metrics.extra["detected" if result.detected else "missed"] += 1
         out = keypoint_message(msg, result.keypoints, image.shape[1], image.shape[0], result.detected,
-                               world=result.world, held=result.held)
+                               world=result.world if p.world else None, held=result.held)
         if result.mask is not None:
             out.buffers["mask"] = result.mask
         self.emit("out", out)
