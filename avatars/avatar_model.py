@@ -271,12 +271,14 @@ class AvatarRenderer:
     old value) so the avatar does not pulse with pose noise; ``reset()`` between videos.
 
     ``fast``: channels-last activations, and bf16 autocast where the hardware computes in bf16
-    (``avatars.precision``; ``bf16`` forces it on or off); the sampling and blending stay fp32. On CUDA the work runs on the renderer's own
-    stream and is synchronised before the result is handed back.
+    (``avatars.precision``; ``bf16`` forces it on or off); the sampling and blending stay fp32.
+    On CUDA the work runs on ``stream`` (the caller's, e.g. a node's own stream; by default one
+    of the renderer's own) and is synchronised before the result is handed back.
     """
 
     def __init__(self, model: Avatar, cfg: AvatarConfig, device: torch.device | str = "cpu",
-                 fast: bool = False, scale_smoothing: float = 0.8, bf16: bool | None = None):
+                 fast: bool = False, scale_smoothing: float = 0.8, bf16: bool | None = None,
+                 stream: "torch.cuda.Stream | None" = None):
         self.device = torch.device(device)
         self.cfg = cfg
         self.fast = fast
@@ -285,7 +287,9 @@ class AvatarRenderer:
         if fast:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.scale_smoothing = scale_smoothing
-        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.stream = None
+        if self.device.type == "cuda":
+            self.stream = stream if stream is not None else torch.cuda.Stream(self.device)
         self.reset()
 
     @classmethod

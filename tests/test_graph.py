@@ -133,3 +133,9 @@ def test_cli_validate_exits_non_zero_with_the_message(tmp_path):
     r = subprocess.run([sys.executable, "-m", "launch", "validate", str(REPO / "graphs" / "demo.yaml")], cwd=REPO,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "graphs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_graph_is_valid(path):
+    g = load_graph(path)
+    assert g.nodes and g.sinks() and g.sources()

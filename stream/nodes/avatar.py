@@ -37,17 +37,18 @@ class AvatarNode(Node):
 
         from avatars.avatar_model import AvatarRenderer, load_avatar
         from avatars.shipped import resolve_weights
-        from stream.devices import resolve_device
+        from stream.devices import open_device
 
         p = self.params
         if p.threads:
             torch.set_num_threads(p.threads)
-        device = resolve_device(self.ctx.device)
+        dev = open_device(self.ctx.device)
         try:
-            model, cfg = load_avatar(resolve_weights(p.model), device)
+            model, cfg = load_avatar(resolve_weights(p.model), dev.device)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise NodeError(f"{self.ctx.name}: cannot load avatar: {exc}") from None
-        self.renderer = AvatarRenderer(model, cfg, device, fast=p.fast, scale_smoothing=p.scale_smoothing)
+        self.renderer = AvatarRenderer(model, cfg, dev.device, fast=p.fast, scale_smoothing=p.scale_smoothing,
+                                       stream=dev.stream)
 
     def process(self, inputs: dict[str, Message]) -> None:
         msg = inputs["in"]
