@@ -37,6 +37,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from avatars.avatar_crop import CropConfig, person_crop, torso_length
 from avatars.bones import BoneStyle, rasterize_bones
+from avatars.layers import InstanceNorm
 from avatars.precision import use_bf16
 from avatars.skeleton import NUM_CHANNELS, NUM_PARTS
 
@@ -71,14 +72,14 @@ class GeneratorConfig:
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, stride, k // 2, padding_mode="reflect" if k > 1 else "zeros"),
-            nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+            InstanceNorm(cout, affine=True), nn.ReLU(inplace=True)]
 
 
 class ResBlock(nn.Module):
     def __init__(self, c: int):
         super().__init__()
         self.body = nn.Sequential(*_conv(c, c, 3), nn.Conv2d(c, c, 3, 1, 1, padding_mode="reflect"),
-                                  nn.InstanceNorm2d(c, affine=True))
+                                  InstanceNorm(c, affine=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

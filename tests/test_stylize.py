@@ -164,3 +164,23 @@ def test_bf16_is_used_where_native_unless_forced():
     assert AvatarRenderer(model, cfg, fast=True).bf16 == native_bf16("cpu")
     assert not AvatarRenderer(model, cfg, fast=False, bf16=True).bf16  # bf16 belongs to the fast path
     assert use_bf16(True, "cpu") and not use_bf16(False, "cpu")
+
+
+def test_instance_norm_matches_torch_in_any_layout_and_in_training():
+    from avatars.layers import InstanceNorm
+
+    torch.manual_seed(0)
+    ours, ref = InstanceNorm(6, affine=True), torch.nn.InstanceNorm2d(6, affine=True)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2), ours.bias.uniform_(-1, 1)
+    ref.load_state_dict(ours.state_dict())
+    x, probe = torch.randn(2, 6, 9, 11) * 3 + 1, torch.randn(2, 6, 9, 11)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xl = x.clone().contiguous(memory_format=layout).requires_grad_()
+        y = ours(xl)
+        torch.testing.assert_close(y, ref(x), atol=1e-5, rtol=1e-5)
+        (y * probe).sum().backward()
+        xr = x.clone().requires_grad_()
+        (ref(xr) * probe).sum().backward()
+        torch.testing.assert_close(xl.grad, xr.grad, atol=1e-4, rtol=1e-4)
+    assert type(TransformerNet().net[0][1]) is torch.nn.InstanceNorm2d  # the baseline stays plain torch
