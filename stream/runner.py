@@ -52,6 +52,7 @@ class ProcessConfig:
     status_endpoint: str
     resume: dict[str, int] = field(default_factory=dict)  # source node -> first seq to emit (after a restart)
     incarnation: int = 0
+    cpu_threads: int = 0           # torch/OpenMP threads of this process (0: the libraries' default)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -300,10 +301,21 @@ def _linux_process_setup(label: str) -> None:
             pass
 
 
+def _limit_cpu_threads(n: int) -> None:
+    """Cap the process's OpenMP/torch thread pool at its share of the host's cores, unless the user's
+    environment already says (OMP_NUM_THREADS). A node's own `threads` parameter still wins."""
+    if n <= 0 or "OMP_NUM_THREADS" in os.environ:
+        return
+    os.environ["OMP_NUM_THREADS"] = str(n)  # read by torch/MKL/OpenMP when they load
+    if "torch" in sys.modules:  # already loaded (by the spawn preparation): tell it directly
+        sys.modules["torch"].set_num_threads(n)
+
+
 def process_main(config_json: str) -> None:
     """Entry point of a node process (spawned by the supervisor)."""
     cfg = ProcessConfig.from_json(config_json)
     _linux_process_setup(cfg.label)
+    _limit_cpu_threads(cfg.cpu_threads)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

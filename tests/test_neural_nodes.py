@@ -1,6 +1,8 @@
 """Neural nodes in real graphs: the shipped weights load, run on any frame size, keep the frame's other buffers."""
 from __future__ import annotations
 
+import os
+
 import av
 import numpy as np
 import pytest
@@ -84,3 +86,24 @@ def test_avatar_node_renders_nothing_when_no_person_is_detected(tmp_path):
     assert len(frames) == 5 and frames[0].shape == (120, 160, 3)
     for f in frames:  # an empty mask: all background
         assert np.abs(f.astype(int) - [255, 0, 0]).max() < 40
+
+
+@pytest.mark.parametrize("threads, env, expected", [
+    (0, None, max(1, len(os.sched_getaffinity(0)) // 3)),  # three processes share the host's cores
+    (2, None, 2),                                          # a node's own setting wins
+    (0, "2", min(2, len(os.sched_getaffinity(0)))),       # so does the user's OMP_NUM_THREADS
+])
+def test_neural_processes_share_the_cores(tmp_path, monkeypatch, threads, env, expected):
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    code, report, err = run_graph(tmp_path, f"""
+        nodes:
+          - {{name: source, kind: synthetic, params: {{width: 64, height: 48, frames: 2}}}}
+          - {{name: style, kind: stylize, params: {{threads: {threads}}}}}
+          - {{name: sink, kind: discard}}
+        edges: [source.out -> style.in, style.out -> sink.in]
+    """)
+    assert code == 0, err
+    assert report["nodes"]["style"]["extra"]["threads"] == expected

@@ -41,7 +41,6 @@ def test_only_keypoints_cross_and_the_render_host_draws_the_person(tmp_path):
     nodes = {n["name"]: n for n in graph["nodes"]}
     nodes["camera"].update(kind="video", params={"path": str(clip), "realtime": True, "loop": True})
     nodes["preview"].update(kind="mp4", params={"path": str(out), "crf": 12, "finalize_on_stop": True})
-    nodes["avatar"]["params"]["threads"] = nodes["style"]["params"]["threads"] = 1
     text = yaml.safe_dump(graph)
 
     render, render_report = _start(tmp_path, text, "--host", "render", "--for", str(SECONDS), name="render")

@@ -24,7 +24,7 @@ class AvatarNode(Node):
         height: int = param(0, "output height; 0 = the keypoints' frame height")
         fast: bool = param(True, "channels-last, + bf16 autocast where native (error against fp32 in docs/avatar.md)")
         scale_smoothing: float = param(0.8, "smoothing of the person's scale over frames (share of the old value)")
-        threads: int = param(0, "CPU threads for torch; 0 = torch's default")
+        threads: int = param(0, "CPU threads for torch; 0 = the process's share of the host's cores")
 
         def __post_init__(self) -> None:
             if self.width < 0 or self.height < 0 or (self.width == 0) != (self.height == 0):
@@ -42,6 +42,7 @@ class AvatarNode(Node):
         p = self.params
         if p.threads:
             torch.set_num_threads(p.threads)
+        self.ctx.metrics.extra["threads"] = torch.get_num_threads()
         dev = open_device(self.ctx.device)
         try:
             model, cfg = load_avatar(resolve_weights(p.model), dev.device)

@@ -27,7 +27,7 @@ class StylizeNode(Node):
         seed: int = param(0, "TextureNet: the fixed noise across frames")
         smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
         smoothing_weight: float = param(0.5, "share of the previous output kept")
-        threads: int = param(0, "CPU threads for torch; 0 = torch's default")
+        threads: int = param(0, "CPU threads for torch; 0 = the process's share of the host's cores")
 
         def __post_init__(self) -> None:
             if not 0 <= self.smoothing_weight < 1:
@@ -45,6 +45,7 @@ class StylizeNode(Node):
         p = self.params
         if p.threads:
             torch.set_num_threads(p.threads)
+        self.ctx.metrics.extra["threads"] = torch.get_num_threads()
         self.dev = open_device(self.ctx.device)
         try:
             model = load_stylizer(resolve_weights(p.model), self.dev.device)
