@@ -20,7 +20,9 @@ class InstanceNorm(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or self.track_running_stats or not self.affine:
             return super().forward(x)
-        mean = x.mean((2, 3), keepdim=True)
-        var = (x * x).mean((2, 3), keepdim=True).sub_(mean * mean).clamp_(min=0)  # 4x faster than var_mean
+        xs = x if x.dtype == torch.float32 else x.float()  # statistics in fp32: bf16 would lose the variance
+        mean = xs.mean((2, 3), keepdim=True)
+        var = (xs * xs).mean((2, 3), keepdim=True).sub_(mean * mean).clamp_(min=0)  # 4x faster than var_mean
         scale = torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1)
-        return torch.addcmul(self.bias.view(1, -1, 1, 1) - mean * scale, x, scale)
+        shift = self.bias.view(1, -1, 1, 1) - mean * scale
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
