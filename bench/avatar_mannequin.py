@@ -7,6 +7,7 @@ baseline, and the paper's comparisons (held-out motion, novel views).
     python bench/avatar_mannequin.py train --kind textured --steps 821 --minutes 100   # resume: step-matched
     python bench/avatar_mannequin.py eval [--models DIR]
     python bench/avatar_mannequin.py ship     # -> avatars/weights/mannequin_avatar.safetensors (fp16)
+    python bench/avatar_mannequin.py {data,train,eval} --protocol sparse    # sides never seen (docs/avatar.md)
 
 Protocols (``--protocol``; each has its own default root):
 
