@@ -20,8 +20,10 @@
       - source.out -> invert.in
       - {from: invert.out, to: sink.in, policy: latest, depth: 2}
 
-Several hosts: a `hosts:` map (name -> {address, bind}) and `host:` per node; edges
-between hosts then run over TCP with CurveZMQ keys from `security: {keys: DIR}`.
+Several hosts: a `hosts:` map (name -> {address, bind, port_base}) and `host:` per node; edges
+between hosts then run over TCP with CurveZMQ keys from `security: {keys: DIR}`. Besides node
+parameters, `--set` reaches these two: `hosts.NAME.FIELD=VALUE` and `security.keys=DIR`
+(so node names `hosts` and `security` are reserved).
 Every problem found is reported together, each naming the file and the node or edge.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from stream.nodes import load_kind
 from stream.params import ParamError, build_params
 
 POLICIES = ("block", "latest")
+RESERVED = ("hosts", "security")  # --set targets that are not nodes
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _EDGE = re.compile(r"^\s*([\w-]+)\.([\w-]+)\s*->\s*([\w-]+)\.([\w-]+)\s*$")
 LOCAL_HOST = "local"
@@ -318,10 +321,19 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
         problems.append(f"policy must be one of {POLICIES}, got {default_policy!r}")
         default_policy = "block"
 
+    raw_hosts = {name: dict(h or {}) for name, h in (doc.get("hosts") or {}).items()}
+    for key, value in overrides.get("hosts", {}).items():
+        hname, _, fieldname = key.partition(".")
+        if hname not in raw_hosts or not fieldname:
+            problems.append(f"--set hosts.{key}: expected hosts.NAME.FIELD with NAME one of {sorted(raw_hosts)}")
+        else:
+            raw_hosts[hname][fieldname] = value
+    for key in sorted(set(overrides.get("security", {})) - {"keys"}):
+        problems.append(f"--set security.{key}: only security.keys can be set")
     hosts: dict[str, HostSpec] = {}
-    for hname, h in (doc.get("hosts") or {}).items():
+    for hname, h in raw_hosts.items():
         try:
-            hosts[hname] = HostSpec(name=hname, **(h or {}))
+            hosts[hname] = HostSpec(name=hname, **h)
         except TypeError as exc:
             problems.append(f"host {hname!r}: {exc}")
 
@@ -339,8 +351,11 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
         if spec.name in nodes:
             problems.append(f"node {spec.name!r}: duplicate name")
             continue
+        if spec.name in RESERVED:
+            problems.append(f"node {spec.name!r}: the name is reserved (--set {spec.name}.* sets the graph's {spec.name})")
+            continue
         nodes[spec.name] = spec
-    for name in sorted(set(overrides) - set(nodes)):
+    for name in sorted(set(overrides) - set(nodes) - set(RESERVED)):
         problems.append(f"--set {name}.*: no node named {name!r}")
 
     raw_edges = doc.get("edges") or []
@@ -358,11 +373,12 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
             problems.append(f"node {spec.name!r}: group {spec.group!r} spans several hosts")
     keys_dir = None
     if len({s.host for s in nodes.values()}) > 1:
-        keys = (doc.get("security") or {}).get("keys")
+        given = overrides.get("security", {}).get("keys")  # from the command line: relative to the working folder
+        keys = given if given is not None else (doc.get("security") or {}).get("keys")
         if not keys:
             problems.append("nodes on several hosts need security: {keys: DIR} (make keys with `python -m launch keys DIR`)")
         else:
-            keys_dir = (base / keys).resolve()
+            keys_dir = (Path(keys) if given is not None else base / keys).resolve()
     if problems:
         raise GraphError(path, problems)
     return GraphSpec(path=path, name=str(doc.get("name") or Path(path).stem), nodes=nodes, edges=edges,

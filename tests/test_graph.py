@@ -139,3 +139,27 @@ def test_cli_validate_exits_non_zero_with_the_message(tmp_path):
 def test_every_shipped_graph_is_valid(path):
     g = load_graph(path)
     assert g.nodes and g.sinks() and g.sources()
+
+
+def test_set_reaches_hosts_and_keys_and_names_what_it_cannot(tmp_path):
+    text = """
+        hosts:
+          laptop: {address: 127.0.0.1}
+          render: {address: 127.0.0.1, port_base: 47100}
+        security: {keys: keys}
+        nodes:
+          - {name: source, kind: synthetic, host: laptop}
+          - {name: check, kind: integrity, host: render}
+        edges: [source.out -> check.in]
+    """
+    path = _write(tmp_path, text)
+    g = load_graph(path, parse_overrides(["hosts.render.address=10.0.0.5", "hosts.render.port_base=47200",
+                                          "security.keys=elsewhere/keys"]))
+    assert (g.hosts["render"].address, g.hosts["render"].port_base) == ("10.0.0.5", 47200)
+    assert g.keys_dir == (Path.cwd() / "elsewhere" / "keys").resolve()  # the command line's path: from here
+    assert load_graph(path).keys_dir == (tmp_path / "keys").resolve()   # the file's: from the file
+    msg = _problems(tmp_path, text, parse_overrides(["hosts.gpu.address=1.2.3.4", "hosts.render.colour=red",
+                                                     "security.cipher=x"]))
+    assert "--set hosts.gpu.address: expected hosts.NAME.FIELD with NAME one of ['laptop', 'render']" in msg
+    assert "host 'render'" in msg and "colour" in msg and "only security.keys can be set" in msg
+    assert "name is reserved" in _problems(tmp_path, GOOD.replace("name: check", "name: hosts"))
