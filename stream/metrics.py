@@ -52,7 +52,8 @@ class NodeMetrics:
         elapsed = max(time.time() - self.started, 1e-9)
         return {
             "frames_in": self.frames_in, "frames_out": self.frames_out, "drops": self.drops,
-            "rejected": self.rejected, "net_bytes_in": self.net_bytes_in, "queue_depth": self.queue_depth, "last_seq": self.last_seq,
+            "rejected": self.rejected, "net_bytes_in": self.net_bytes_in, "queue_depth": self.queue_depth,
+            "last_seq": self.last_seq,
             "total": self.total, "fps": round(max(self.frames_in, self.frames_out) / elapsed, 2),
             "process": self.process.percentiles_ms(), "latency": self.latency.percentiles_ms(),
             "extra": dict(self.extra),

@@ -74,7 +74,6 @@ class StatusView:
                   f"out {n.get('frames_out', 0):>6} drops {n.get('drops', 0):>4} rejected {n.get('rejected', 0):>3} "
                   f"restarts {n.get('restarts', 0)} proc p50/p99 {_ms(proc.get('p50_ms'))}/{_ms(proc.get('p99_ms'))}ms "
                   f"latency p50/p99 {_ms(lat.get('p50_ms'))}/{_ms(lat.get('p99_ms'))}ms"
-                  + (f"  network in {n['net_bytes_in'] / max(n.get('frames_in', 0), 1):.0f} B/frame"
-                     if n.get("net_bytes_in") else "")
+                  + (f"  network in {n['net_bytes_in'] / 1e3:.1f} kB" if n.get("net_bytes_in") else "")
                   + (f"  error: {n['error']}" if n.get("error") else ""), file=sys.stderr)
         sys.stderr.flush()
