@@ -145,7 +145,7 @@ def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
         ("texture size", ocfg.texture_size, acfg.texture_size), ("crop size", ocfg.crop.size, acfg.crop.size))
         if theirs != ours]
     if mismatch:
-        raise ValueError(f"--init-from {path}: cannot start from it: " + "; ".join(mismatch))
+        raise ValueError(f"init_from {path}: cannot start from it: " + "; ".join(mismatch))
     model.load_state_dict(other.state_dict())
 
 
