@@ -2,7 +2,8 @@
 
 The fast path keeps activations channels-last and runs under bf16 autocast where the hardware
 computes in bf16 (``avatars.precision``: GPUs, AVX-512-BF16/AMX CPUs; measured against fp32 in
-tests/test_stylize.py and bench/stylize.py); an optional ``torch.compile``. On a GPU the same code runs on whatever device and stream the caller set.
+tests/test_stylize.py and bench/stylize.py); an optional ``torch.compile``. On a GPU the same
+code runs on whatever device and stream the caller set.
 For video, a TextureNet keeps one fixed noise per frame size (fresh noise every frame flickers),
 and temporal smoothing blends the new output with the previous one, either plainly
 (exponential) or after warping it along the optical flow of the input (flow-guided, which
