@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .precision import use_bf16
 from .vgg import CONTENT_LAYERS, STYLE_LAYERS, Tap, VGG19Features, WeightSource

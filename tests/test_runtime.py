@@ -111,7 +111,7 @@ edges:
 
 @pytest.mark.parametrize("w, h", [
     (320, 240),  # frames in shared memory: the ring bounds what is in flight
-    (66, 16),    # small messages inline (keypoint-sized): hundreds would fit in the socket buffers
+    (66, 16),    # small messages inline on the socket (between hosts: the next test)
 ])
 def test_latest_edge_keeps_latency_flat_and_never_goes_back(tmp_path, w, h):
     code, latest, err = run_graph(tmp_path, SLOW.format(policy="latest", w=w, h=h))
@@ -228,6 +228,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_keys(folder: Path, *hosts: str) -> Path:
+    """CurveZMQ key pairs for `hosts`, made by the real command."""
+    subprocess.run([sys.executable, "-m", "launch", "keys", str(folder), "--hosts", *hosts],
+                   cwd=REPO, check=True, capture_output=True)
+    return folder
+
+
 TWO_HOSTS = """
 hosts:
   laptop: {{address: 127.0.0.1}}
@@ -240,14 +247,24 @@ edges: [source.out -> check.in]
 """
 
 
+TWO_HOSTS_SLOW = """
+hosts:
+  laptop: {{address: 127.0.0.1}}
+  gpu: {{address: 127.0.0.1, bind: 127.0.0.1, port_base: {port}}}
+security: {{keys: keys}}
+nodes:
+  - {{name: source, kind: synthetic, host: laptop, params: {{width: 66, height: 16, frames: 400, fps: 100, realtime: true}}}}
+  - {{name: slow, kind: delay, host: gpu, params: {{ms: 300}}}}
+  - {{name: check, kind: integrity, host: gpu}}
+edges: [{{from: source.out, to: slow.in, policy: latest}}, slow.out -> check.in]
+"""
+
+
 def test_latest_edge_between_hosts_keeps_latency_flat(tmp_path):
     # Small messages over TCP: while the consumer is busy, the kernel's socket buffers hold hundreds of
     # them; a consumer reading only between frames would work through seconds of stale input.
-    subprocess.run([sys.executable, "-m", "launch", "keys", str(tmp_path / "keys"), "--hosts", "laptop", "gpu"],
-                   cwd=REPO, check=True, capture_output=True)
-    graph = TWO_HOSTS.format(port=_free_port(), n=400).replace("width: 64, height: 48", "width: 66, height: 16")
-    graph = graph.replace("fps: 30", "fps: 100").replace("edges: [source.out -> check.in]", """  - {{name: slow, kind: delay, host: gpu, params: {{ms: 300}}}}
-edges: [{{from: source.out, to: slow.in, policy: latest}}, slow.out -> check.in]""".replace("{{", "{").replace("}}", "}"))
+    make_keys(tmp_path / "keys", "laptop", "gpu")
+    graph = TWO_HOSTS_SLOW.format(port=_free_port())
     gpu, gpu_report = _start(tmp_path, graph, "--host", "gpu", name="gpu")
     laptop, laptop_report = _start(tmp_path, graph, "--host", "laptop", name="laptop")
     code, report, err = _finish(gpu, gpu_report)
@@ -260,8 +277,7 @@ edges: [{{from: source.out, to: slow.in, policy: latest}}, slow.out -> check.in]
 
 
 def test_curve_between_hosts_delivers_to_keyed_peers_only(tmp_path):
-    subprocess.run([sys.executable, "-m", "launch", "keys", str(tmp_path / "keys"), "--hosts", "laptop", "gpu"],
-                   cwd=REPO, check=True, capture_output=True)
+    make_keys(tmp_path / "keys", "laptop", "gpu")
     port = _free_port()
     graph = TWO_HOSTS.format(port=port, n=45)
     gpu, gpu_report = _start(tmp_path, graph, "--host", "gpu", name="gpu")

@@ -8,8 +8,6 @@ graph's own. A live job: both hosts run for a fixed time (`--for`), like a call 
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import time
 
 import av
@@ -19,7 +17,7 @@ import yaml
 
 from avatars.shipped import available
 from clips import mannequin_clip, mannequin_frames
-from test_runtime import REPO, _finish, _free_port, _start
+from test_runtime import REPO, _finish, _free_port, _start, make_keys
 
 FRAMES, FPS, SECONDS = 60, 30, 20
 
@@ -32,23 +30,21 @@ def _listening(port: int) -> bool:
 @pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available()), reason="shipped weights not present")
 def test_only_keypoints_cross_and_the_render_host_draws_the_person(tmp_path):
     clip, out, keys = mannequin_clip(tmp_path / "person.mp4", FRAMES, "dance"), tmp_path / "viewer.mp4", tmp_path / "keys"
-    subprocess.run([sys.executable, "-m", "launch", "keys", str(keys), "--hosts", "laptop", "render"],
-                   cwd=REPO, check=True, capture_output=True)
+    make_keys(keys, "laptop", "render")
     graph = yaml.safe_load((REPO / "graphs" / "telepresence.yaml").read_text())
     port = _free_port()
-    graph["hosts"]["render"]["port_base"] = port
-    graph["security"]["keys"] = str(keys)
+    hosts = ("--set", f"hosts.render.port_base={port}", "--set", f"security.keys={keys}")  # as a user runs it
     nodes = {n["name"]: n for n in graph["nodes"]}
     nodes["camera"].update(kind="video", params={"path": str(clip), "realtime": True, "loop": True})
     nodes["preview"].update(kind="mp4", params={"path": str(out), "crf": 12, "finalize_on_stop": True})
     text = yaml.safe_dump(graph)
 
-    render, render_report = _start(tmp_path, text, "--host", "render", "--for", str(SECONDS), name="render")
+    render, render_report = _start(tmp_path, text, "--host", "render", "--for", str(SECONDS), *hosts, name="render")
     deadline = time.monotonic() + 60
     while not _listening(port):  # the render host binds the keypoint edge before loading its models
         assert render.poll() is None and time.monotonic() < deadline, render.communicate()[1]
         time.sleep(0.1)
-    laptop, laptop_report = _start(tmp_path, text, "--host", "laptop", "--for", str(SECONDS), name="laptop")
+    laptop, laptop_report = _start(tmp_path, text, "--host", "laptop", "--for", str(SECONDS), *hosts, name="laptop")
     code, report, err = _finish(render, render_report, timeout=120)
     laptop_code, laptop_rep, laptop_err = _finish(laptop, laptop_report)
     assert code == 0, err
