@@ -3,7 +3,7 @@
 Run as ``python bench/avatar.py [--threads 1] [--frames 10]``. The baseline of every ratio is
 the fp32 run of the same model in the same process on the same bone stacks (mannequin walk
 poses). Fast path = channels-last activations + bf16 autocast (texture sampling stays fp32);
-bf16 is forced here, so its cost is seen even where it is not native (``avatars.precision``), and
+bf16 is forced here, so its cost is seen even where it is not native (``avatars.core.precision``), and
 the renderer the streaming node uses (``fast``: bf16 only where native) is timed next to it.
 Also reports the fast path's error against fp32 (mean and max |difference| of the composited
 colour, 0-255 scale), and the whole run-time renderer (keypoints -> crop -> model -> paste
@@ -21,12 +21,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatars.avatar_model import AvatarConfig, AvatarRenderer, GeneratorConfig, load_avatar  # noqa: E402
-from avatars.avatar_crop import CropConfig  # noqa: E402
-from avatars.bones import rasterize_bones  # noqa: E402
-from avatars.mannequin import Camera, MannequinSequence  # noqa: E402
+from avatars.avatar.model import AvatarConfig, AvatarRenderer, GeneratorConfig, load_avatar  # noqa: E402
+from avatars.avatar.crop import CropConfig  # noqa: E402
+from avatars.body.bones import rasterize_bones  # noqa: E402
+from avatars.body.mannequin import Camera, MannequinSequence  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parents[1] / "avatars" / "weights" / "mannequin_avatar.safetensors"
+SHIPPED = Path(__file__).resolve().parents[1] / "avatars" / "weights" / "avatar" / "mannequin_avatar.safetensors"
 
 
 def _time(fn, inputs: list, repeats: int) -> float:

@@ -6,7 +6,7 @@ baseline, and the paper's comparisons (held-out motion, novel views).
     python bench/avatar_mannequin.py train --kind direct   --minutes 45
     python bench/avatar_mannequin.py train --kind textured --steps 821 --minutes 100   # resume: step-matched
     python bench/avatar_mannequin.py eval [--models DIR]
-    python bench/avatar_mannequin.py ship     # -> avatars/weights/mannequin_avatar.safetensors (fp16)
+    python bench/avatar_mannequin.py ship     # -> avatars/weights/avatar/mannequin_avatar.safetensors (fp16)
     python bench/avatar_mannequin.py {data,train,eval} --protocol sparse    # sides never seen (docs/avatar.md)
 
 Protocols (``--protocol``; each has its own default root):
@@ -33,10 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatars.avatar_crop import CropConfig  # noqa: E402
-from avatars.avatar_data import make_mannequin_dataset  # noqa: E402
-from avatars.avatar_model import load_avatar, read_avatar_meta, save_avatar  # noqa: E402
-from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, train_avatar  # noqa: E402
+from avatars.avatar.crop import CropConfig  # noqa: E402
+from avatars.avatar.data import make_mannequin_dataset  # noqa: E402
+from avatars.avatar.model import load_avatar, read_avatar_meta, save_avatar  # noqa: E402
+from avatars.avatar.evaluation import evaluate_avatars  # noqa: E402
+from avatars.avatar.training import AvatarTrainConfig, train_avatar  # noqa: E402
 
 @dataclass(frozen=True)
 class Protocol:
@@ -50,7 +51,7 @@ PROTOCOLS = {
     "sparse": Protocol((0.0, 180.0), ("walk", "dance"), (0.0, 45.0, 90.0)),
 }
 CROP = CropConfig(size=128)
-SHIPPED = Path(__file__).resolve().parents[1] / "avatars" / "weights" / "mannequin_avatar.safetensors"
+SHIPPED = Path(__file__).resolve().parents[1] / "avatars" / "weights" / "avatar" / "mannequin_avatar.safetensors"
 
 
 def data(root: Path, protocol: Protocol) -> None:

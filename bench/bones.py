@@ -15,8 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatars.bones import rasterize_bones, rasterize_bones_torch  # noqa: E402
-from avatars.mannequin import Camera, Mannequin, MannequinSequence  # noqa: E402
+from avatars.body.bones import rasterize_bones, rasterize_bones_torch  # noqa: E402
+from avatars.body.mannequin import Camera, Mannequin, MannequinSequence  # noqa: E402
 
 
 def per_call(fn, items, repeat: int) -> float:

@@ -21,10 +21,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.perceptual import LossConfig, PerceptualLoss  # noqa: E402
-from avatars.style_training import StyleTrainConfig, load_image, train_stylizer  # noqa: E402
-from avatars.stylize import load_stylizer  # noqa: E402
-from avatars.texturenet import TextureNetConfig  # noqa: E402
+from avatars.style.losses import LossConfig, PerceptualLoss  # noqa: E402
+from avatars.style.training import StyleTrainConfig, load_image, train_stylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
+from avatars.style.texturenet import TextureNetConfig  # noqa: E402
 from bench.stylize import MEDIA, eval_frames  # noqa: E402
 
 

@@ -18,8 +18,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.flicker import warping_error  # noqa: E402
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer  # noqa: E402
+from avatars.style.flicker import warping_error  # noqa: E402
+from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
 from bench.stylize import MEDIA, video_frames  # noqa: E402
 
 

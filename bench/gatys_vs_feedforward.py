@@ -5,7 +5,7 @@ Gatys (L-BFGS from the content image, same loss, same VGG-19) runs until it reac
 The ratio of its time to the network's time per frame is the speed-up (the paper: ~500x).
 Also shows refinement: a few L-BFGS steps started from the network's output.
 
-    python bench/gatys_vs_feedforward.py [--ckpt avatars/weights/starry_night.safetensors] [--frames 2]
+    python bench/gatys_vs_feedforward.py [--ckpt avatars/weights/style/starry_night.safetensors] [--frames 2]
 """
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.gatys import GatysConfig, stylize  # noqa: E402
-from avatars.perceptual import PerceptualLoss  # noqa: E402
-from avatars.style_training import config_of_checkpoint, load_image  # noqa: E402
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer  # noqa: E402
+from avatars.style.gatys import GatysConfig, stylize  # noqa: E402
+from avatars.style.losses import PerceptualLoss  # noqa: E402
+from avatars.style.training import config_of_checkpoint, load_image  # noqa: E402
+from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
 from bench.stylize import eval_frames  # noqa: E402
 
 

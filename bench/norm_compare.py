@@ -17,10 +17,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.style_checkpoint import read_config  # noqa: E402
-from avatars.style_training import StyleTrainConfig, train_stylizer  # noqa: E402
-from avatars.stylenet import StyleNetConfig  # noqa: E402
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer  # noqa: E402
+from avatars.style.checkpoint import read_style_record  # noqa: E402
+from avatars.style.training import StyleTrainConfig, train_stylizer  # noqa: E402
+from avatars.style.stylenet import StyleNetConfig  # noqa: E402
+from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
 from bench.stylize import MEDIA, eval_frames  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def main() -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for norm in out:
-        hist = read_config(out[norm].checkpoint)["history"]
+        hist = read_style_record(out[norm].checkpoint)["history"]
         ax.plot([h["step"] for h in hist], [h["total"] for h in hist], label=f"StyleNet-{'IN' if norm == 'instance' else 'BN'}")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (style + content + TV)")

@@ -15,9 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatars.mannequin import MOTIONS, Camera, Mannequin, MannequinConfig, MannequinSequence  # noqa: E402
-from avatars.pose import PoseEstimator, extract_poses  # noqa: E402
-from avatars.skeleton import LM  # noqa: E402
+from avatars.body.mannequin import MOTIONS, Camera, Mannequin, MannequinConfig, MannequinSequence  # noqa: E402
+from avatars.body.pose import PoseEstimator, extract_poses  # noqa: E402
+from avatars.body.skeleton import LM  # noqa: E402
 
 BODY = [LM[f"{s}_{j}"] for s in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
 SWAP = [LM[f"{s}_{j}"] for s in ("right", "left") for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]

@@ -18,9 +18,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.style_checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from avatars.style_training import StyleTrainConfig, list_images, train_stylizer  # noqa: E402
-from avatars.stylenet import StyleNetConfig  # noqa: E402
+from avatars.core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from avatars.style.training import StyleTrainConfig, list_images, train_stylizer  # noqa: E402
+from avatars.style.stylenet import StyleNetConfig  # noqa: E402
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Both run in this one process on the same frames: uint8 RGB frame in, uint8 stylized frame out
 (conversion included), at 256x256, 512x512 and 1280x720. Ours is the narrow StyleNet-IN on the
-fast path (channels-last; bf16 autocast where the hardware has it natively, see avatars.precision);
+fast path (channels-last; bf16 autocast where the hardware has it natively, see avatars.core.precision);
 the baseline is TransformerNet in fp32, contiguous
 layout. Where trained checkpoints of both exist, the style+content loss of each output is
 measured on real video frames that no model was trained on (fp32 VGG-19, same loss as training).
@@ -24,11 +24,12 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from avatars.perceptual import PerceptualLoss  # noqa: E402
-from avatars.style_checkpoint import read_config  # noqa: E402
-from avatars.style_training import config_of_checkpoint, load_image  # noqa: E402
-from avatars.stylenet import StyleNet, StyleNetConfig, TransformerNet  # noqa: E402
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer  # noqa: E402
+from avatars.style.losses import PerceptualLoss  # noqa: E402
+from avatars.style.checkpoint import read_style_record  # noqa: E402
+from avatars.style.training import config_of_checkpoint, load_image  # noqa: E402
+from avatars.style.stylenet import StyleNet, StyleNetConfig, TransformerNet  # noqa: E402
+from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
 
 SIZES = ((256, 256), (512, 512), (720, 1280))
 MEDIA = REPO.parent / "shared" / "media"
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         content = eval_frames()
         l_ours, l_ours32 = style_content_loss(ours, loss, content), style_content_loss(ours_fp32, loss, content)
         l_base = style_content_loss(base, loss, content)
-        steps = {p.name: read_config(p)["step"] for p in (args.ours, args.baseline)}
+        steps = {p.name: read_style_record(p)["step"] for p in (args.ours, args.baseline)}
         report["loss"] = {"ours": l_ours, "ours_fp32": l_ours32, "baseline": l_base}
         print(f"style+content loss on {len(content)} unseen 256x256 frames of {EVAL_VIDEO.name}: "
               f"ours (fast path) {l_ours:.3f}, ours fp32 {l_ours32:.3f}, baseline {l_base:.3f} "

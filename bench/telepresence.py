@@ -29,13 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatars.avatar_model import AvatarRenderer  # noqa: E402
-from avatars.mannequin import Camera, MannequinSequence  # noqa: E402
-from avatars.pose import PoseEstimator  # noqa: E402
-from avatars.shipped import resolve_weights  # noqa: E402
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer  # noqa: E402
-from stream.nodes.keypoints import keypoint_message  # noqa: E402
-from stream.nodes.media import encoder_options  # noqa: E402
+from avatars.avatar.model import AvatarRenderer  # noqa: E402
+from avatars.body.mannequin import Camera, MannequinSequence  # noqa: E402
+from avatars.body.pose import PoseEstimator  # noqa: E402
+from avatars.core.weights import resolve_weights  # noqa: E402
+from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
+from avatars.style.checkpoint import load_stylizer  # noqa: E402
+from stream.keypoints import keypoint_message  # noqa: E402
+from stream.media import encoder_options  # noqa: E402
 from stream.wire import encode, wire_array  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
@@ -116,9 +117,9 @@ def main() -> None:
     pose = PoseEstimator()
     pose_ms = per_frame_ms(lambda f: pose.process(f), frames[:30])
     pose.close()
-    renderer = AvatarRenderer.open(resolve_weights("mannequin_avatar"), fast=True)
+    renderer = AvatarRenderer.open(resolve_weights("mannequin_avatar", "avatar"), fast=True)
     avatar_ms = per_frame_ms(lambda r: renderer(r.keypoints, (HEIGHT, WIDTH)), detected[:30])
-    stylizer = FrameStylizer(load_stylizer(resolve_weights("starry_night")), cfg=FastPathConfig())
+    stylizer = FrameStylizer(load_stylizer(resolve_weights("starry_night", "style")), cfg=FastPathConfig())
     style_ms = per_frame_ms(stylizer, frames[:10])
     print(f"  compute per frame ({args.threads} thread(s)): laptop pose {pose_ms:.1f} ms | render host avatar "
           f"{avatar_ms:.1f} ms + stylizer {style_ms:.1f} ms ({'bf16' if stylizer.bf16 else 'fp32'}) at {WIDTH}x{HEIGHT}")

@@ -56,7 +56,7 @@ def _csv(kind):
 
 
 def _tap(text: str):
-    from avatars.vgg import layer_index
+    from avatars.core.vgg import layer_index
 
     tap = int(text) if text.isdigit() else text
     layer_index(tap)  # ValueError (-> argparse's message) for an unknown layer
@@ -78,7 +78,7 @@ def _given(value, default):
 
 @_command
 def cmd_prepare_avatar(args: argparse.Namespace) -> int:
-    from avatars.avatar_crop import CropConfig
+    from avatars.avatar.crop import CropConfig
 
     out = Path(args.output)
     mannequin_opts = [f"--{k.replace('_', '-')}" for k in ("motions", "angles", "frames_per_clip", "fps", "seed")
@@ -96,8 +96,8 @@ def cmd_prepare_avatar(args: argparse.Namespace) -> int:
                       min_visibility=args.min_visibility)
     t0 = time.perf_counter()
     if args.mannequin:
-        from avatars.avatar_data import make_mannequin_dataset
-        from avatars.mannequin import MOTIONS
+        from avatars.avatar.data import make_mannequin_dataset
+        from avatars.body.mannequin import MOTIONS
 
         motions, angles = _given(args.motions, DEFAULT_MOTIONS), _given(args.angles, DEFAULT_ANGLES)
         unknown = [m for m in motions if m not in MOTIONS]
@@ -108,7 +108,7 @@ def cmd_prepare_avatar(args: argparse.Namespace) -> int:
                                progress=not args.quiet)
         cached = False
     else:
-        from avatars.avatar_data import prepare_video
+        from avatars.avatar.data import prepare_video
 
         frames = out / "frames.npz"
         before = frames.stat().st_mtime_ns if frames.is_file() else None
@@ -132,7 +132,7 @@ def cmd_prepare_avatar(args: argparse.Namespace) -> int:
 
 def _dataset_meta(folder: Path) -> dict:
     """meta.json of a dataset folder, or Refused saying what is wrong with it."""
-    from avatars.avatar_data import DATA_FORMAT
+    from avatars.avatar.data import DATA_FORMAT
 
     if not folder.is_dir():
         raise Refused(f"{folder}: no such dataset folder")
@@ -161,7 +161,7 @@ def _split_frames(meta: dict, split: str) -> int:
 
 def _checkpoint_meta(path: Path, what: str = "avatar checkpoint") -> dict:
     """The JSON header of an avatar checkpoint, or Refused naming the file."""
-    from avatars.avatar_model import read_avatar_meta
+    from avatars.avatar.model import read_avatar_meta
 
     if not path.is_file():
         raise Refused(f"{path}: {'not a file' if path.exists() else 'no such file'} ({what} expected)")
@@ -172,7 +172,7 @@ def _checkpoint_meta(path: Path, what: str = "avatar checkpoint") -> dict:
 
 
 def _generator_name(cfg) -> str:
-    from avatars.avatar_model import GeneratorConfig
+    from avatars.avatar.model import GeneratorConfig
 
     return {GeneratorConfig.small(): "small", GeneratorConfig.paper(): "paper"}.get(cfg, "custom")
 
@@ -188,8 +188,8 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
     """The run's AvatarTrainConfig: the checkpoint's own when resuming, with what the command line changes."""
     import dataclasses
 
-    from avatars.avatar_model import GeneratorConfig
-    from avatars.avatar_training import AvatarTrainConfig
+    from avatars.avatar.model import GeneratorConfig
+    from avatars.avatar.training import AvatarTrainConfig
 
     change = {k: getattr(args, k) for k in TUNABLE if getattr(args, k) is not None}
     if args.size is not None:
@@ -213,7 +213,7 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
             raise Refused(f"{out} is a {base.kind} avatar ({have['size']} generator, {base.texture_size} px "
                           f"textures): --{key.replace('_', '-')} {getattr(args, key)} does not match; resume it "
                           "as it is, or start over with --no-resume or another -o")
-    size = meta["avatar"]["crop"]["size"]
+    size = meta["model"]["crop"]["size"]
     if size != data_meta["crop"]["size"]:
         raise Refused(f"{out} works on {size} px crops, {args.data} has {data_meta['crop']['size']} px")
     return dataclasses.replace(base, data=args.data, **change), meta
@@ -229,7 +229,8 @@ def _losses(losses: dict) -> str:
 
 @_command
 def cmd_train_avatar(args: argparse.Namespace) -> int:
-    from avatars.avatar_training import default_split, train_avatar
+    from avatars.avatar.data import default_split
+    from avatars.avatar.training import train_avatar
 
     data, out = Path(args.data), Path(args.output)
     data_meta = _dataset_meta(data)
@@ -269,7 +270,8 @@ def cmd_train_avatar(args: argparse.Namespace) -> int:
 def cmd_eval_avatar(args: argparse.Namespace) -> int:
     import torch
 
-    from avatars.avatar_training import default_split, evaluate_avatars
+    from avatars.avatar.data import default_split
+    from avatars.avatar.evaluation import evaluate_avatars
 
     ckpts, data = [Path(p) for p in args.checkpoints], Path(args.data)
     data_meta = _dataset_meta(data)
@@ -278,12 +280,12 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
     kinds = {}
     for c in ckpts:
         meta = _checkpoint_meta(c)
-        size = meta["avatar"]["crop"]["size"]
+        size = meta["model"]["crop"]["size"]
         if size != data_meta["crop"]["size"]:
             raise Refused(f"{c} renders {size} px crops, {data} has {data_meta['crop']['size']} px")
         if c.stem in kinds:
             raise Refused(f"two checkpoints named {c.stem!r}: results are named by file name, rename one")
-        kinds[c.stem] = meta["avatar"]["kind"]
+        kinds[c.stem] = meta["kind"]
     out = Path(args.output) if args.output else ckpts[0].with_name(ckpts[0].stem + "_eval")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ def plain_loop(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0)
     """Decode -> RGB -> encode in one process with the same helpers and settings as the nodes; frames written."""
     import av
 
-    from stream.nodes.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
+    from stream.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
 
     with av.open(src) as inp, av.open(dst, "w") as out:
         video = inp.streams.video[0]

@@ -27,7 +27,7 @@ from stream.graph import load_graph
 from stream.message import Message
 from stream.metrics import Timings
 from stream.node import Port, Sink, Source
-from stream.nodes.synthetic import test_pattern
+from stream.nodes.testing.synthetic import test_pattern
 from stream.params import param
 from stream.supervisor import Supervisor
 

@@ -32,10 +32,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
-    from stream.nodes import BUILTIN, load_kind
+    from stream.nodes import builtin_kinds, load_kind
     from stream.params import describe_params
 
-    for kind in sorted(BUILTIN):
+    for kind in sorted(builtin_kinds()):
         cls = load_kind(kind)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         print(f"{kind}: {doc}")

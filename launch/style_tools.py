@@ -1,10 +1,10 @@
 """Stylizer commands of the command line (train-style, stylize, synthesize-texture): thin wrappers over `avatars`.
 
-- ``train-style``: `avatars.style_training.train_stylizer` (resumable safetensors checkpoints,
+- ``train-style``: `avatars.style.training.train_stylizer` (resumable safetensors checkpoints,
   sample grids and a loss curve next to the checkpoint). Resuming reads the run's config from the
   checkpoint, so ``train-style -o CKPT --minutes 120`` continues a run with nothing else repeated;
   options given on the command line replace the stored ones (except the network's shape).
-- ``stylize``: an image through `avatars.stylize.FrameStylizer` in this process; a video through
+- ``stylize``: an image through `avatars.style.stylize.FrameStylizer` in this process; a video through
   the offline graph ``graphs/stylize_video.yaml`` (rerender.yaml with a stylize node: lossless,
   audio kept, progress bar), exit code from the supervisor.
 - ``synthesize-texture``: samples of a noise-only TextureNet, or Gatys optimisation from a style image.
@@ -98,17 +98,17 @@ def _read_rgb(path: Path):
 
 def _load_stylizer(name_or_path: str, device: str = "cpu"):
     """(model, checkpoint path) from a checkpoint file or a shipped style name."""
-    from avatars.shipped import resolve_weights
-    from avatars.stylize import load_stylizer
+    from avatars.core.checkpoint import CheckpointError
+    from avatars.core.weights import resolve_weights
+    from avatars.style.checkpoint import load_stylizer
 
     try:
-        path = resolve_weights(name_or_path)
-    except FileNotFoundError as exc:
-        raise CommandError(str(exc)) from None
-    try:
+        path = resolve_weights(name_or_path, "style")
         return load_stylizer(path, device), path
-    except Exception as exc:  # safetensors, JSON and shape errors alike: not a usable stylizer checkpoint
-        raise CommandError(f"{path}: not a stylizer checkpoint ({type(exc).__name__}: {exc})") from None
+    except (FileNotFoundError, CheckpointError) as exc:  # says what the file is ("... is a textured avatar, not a style")
+        raise CommandError(str(exc)) from None
+    except Exception as exc:  # shape errors: a record that does not match its tensors
+        raise CommandError(f"{path}: not a usable stylizer checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 # -- train-style ------------------------------------------------------------------------------
@@ -126,13 +126,13 @@ def _train_config(args: argparse.Namespace, out: Path):
     Returns (config, checkpoint metadata or None)."""
     import dataclasses
 
-    from avatars.style_checkpoint import read_config
-    from avatars.style_training import StyleTrainConfig, config_of_checkpoint
+    from avatars.style.checkpoint import read_style_record
+    from avatars.style.training import StyleTrainConfig, config_of_checkpoint
 
     meta = None
     if out.is_file() and not args.no_resume:
         try:
-            meta = read_config(out)
+            meta = read_style_record(out)
             base = dataclasses.asdict(config_of_checkpoint(out))
         except Exception as exc:
             raise CommandError(f"{out} exists but is not a training checkpoint ({exc}); "
@@ -192,7 +192,7 @@ def _train_config(args: argparse.Namespace, out: Path):
 
 
 def _check_train_inputs(cfg) -> None:
-    from avatars.style_training import list_images
+    from avatars.style.training import list_images
 
     _read_rgb(Path(cfg.style))
     if cfg.content_dir is not None:
@@ -208,7 +208,7 @@ def _check_train_inputs(cfg) -> None:
 
 
 def cmd_train_style(args: argparse.Namespace) -> int:
-    from avatars.style_training import train_stylizer
+    from avatars.style.training import train_stylizer
 
     _threads(args.threads)
     out = Path(args.output)
@@ -287,7 +287,7 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from avatars.stylize import FastPathConfig, FrameStylizer
+    from avatars.style.stylize import FastPathConfig, FrameStylizer
 
     _writable_image(out)
     _threads(args.threads)
@@ -381,8 +381,8 @@ def cmd_synthesize_texture(args: argparse.Namespace) -> int:
 
 
 def _textures_from_model(args: argparse.Namespace):
-    from avatars.stylize import sample_textures
-    from avatars.texturenet import TextureNet
+    from avatars.style.stylize import sample_textures
+    from avatars.style.texturenet import TextureNet
 
     model, path = _load_stylizer(args.model, _device(args.device))
     if not isinstance(model, TextureNet):
@@ -395,10 +395,10 @@ def _textures_from_model(args: argparse.Namespace):
 
 
 def _textures_by_optimisation(args: argparse.Namespace, seeds: list[int]):
-    from avatars.gatys import GatysConfig, synthesize_texture
-    from avatars.perceptual import LossConfig, PerceptualLoss
-    from avatars.style_training import load_image
-    from avatars.stylize import to_uint8
+    from avatars.style.gatys import GatysConfig, synthesize_texture
+    from avatars.style.losses import LossConfig, PerceptualLoss
+    from avatars.style.training import load_image
+    from avatars.style.stylize import to_uint8
 
     _read_rgb(Path(args.style))  # a clear error for a missing or unreadable style image
     device = _device(args.device)

@@ -6,7 +6,7 @@ import sys
 
 
 def cmd_extract_pose(args: argparse.Namespace) -> int:
-    from avatars.pose import OneEuroConfig, PoseConfig, extract_poses
+    from avatars.body.pose import OneEuroConfig, PoseConfig, extract_poses
 
     smoothing = None if args.no_smoothing else OneEuroConfig(min_cutoff=args.min_cutoff, beta=args.beta)
     try:

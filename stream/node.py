@@ -2,17 +2,23 @@
 
 A node is a small class. It never knows which process or host its peers live in:
 it receives `Message`s on named input ports and emits them on named output ports
-through its `NodeContext`, which the runtime provides.
+through its `NodeContext`, which the runtime provides. A kind is registered by its file: a
+module ``stream/nodes/<kind>.py`` (test and debug kinds: ``stream/nodes/testing/<kind>.py``)
+that defines one Node class is the kind of that name (docs/writing-a-node.md). The kind
+``invert``, as ``stream/nodes/testing/invert.py`` defines it:
 
-    @register
     class Invert(Node):
-        kind = "invert"
+        '''255 - image, written straight into a runtime-provided output buffer (no extra copy).'''
+
         inputs = {"in": Port("video")}
         outputs = {"out": Port("video")}
 
-        def process(self, inputs):
+        def process(self, inputs: dict[str, Message]) -> None:
             msg = inputs["in"]
-            self.emit("out", msg.derive(image=255 - msg.buffers["image"]))
+            image = msg.buffers["image"]
+            out = self.allocate("out", image.shape, image.dtype)
+            np.subtract(255, image, out=out)
+            self.emit("out", msg.derive(image=out))
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avatars.mannequin import Camera, MannequinSequence
+from avatars.body.mannequin import Camera, MannequinSequence
 
 
 def mannequin_frames(frames: int, motion: str = "walk", size: int = 256, seed: int = 1) -> MannequinSequence:

@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.avatar_crop import CropConfig, person_crop
-from avatars.avatar_data import AvatarDataset, make_mannequin_dataset
-from avatars.avatar_init import accumulate_texels, mean_textures, skeleton_labels
-from avatars.avatar_model import (AvatarConfig, AvatarRenderer, DirectAvatar, GeneratorConfig, TexturedAvatar,
+from avatars.avatar.crop import CropConfig, person_crop
+from avatars.avatar.data import AvatarDataset, make_mannequin_dataset
+from avatars.avatar.init import accumulate_texels, mean_textures, skeleton_labels
+from avatars.avatar.model import (AvatarConfig, AvatarRenderer, DirectAvatar, GeneratorConfig, TexturedAvatar,
                                   blend, load_avatar, save_avatar)
-from avatars.avatar_training import AvatarTrainConfig, evaluate_avatars, person_box, ssim, train_avatar
-from avatars.mannequin import Camera, MannequinSequence
-from avatars.skeleton import NUM_CHANNELS, NUM_PARTS, PART
+from avatars.avatar.evaluation import evaluate_avatars
+from avatars.avatar.training import AvatarTrainConfig, train_avatar
+from avatars.core.metrics import person_box, ssim
+from avatars.body.mannequin import Camera, MannequinSequence
+from avatars.body.skeleton import NUM_CHANNELS, NUM_PARTS, PART
 
 TINY = GeneratorConfig(base_channels=8, max_channels=16, num_down=2, res_encoder=1, res_decoder=1, outer_kernel=3)
 
@@ -177,7 +179,7 @@ def test_bf16_fast_path_stays_close_to_fp32():
     cfg = AvatarConfig("textured", GeneratorConfig.small(), 32, CropConfig(size=64))
     model = cfg.build()
     f = MannequinSequence("walk", 1, camera=Camera.orbit(0.0, width=64, height=64))[0]
-    from avatars.bones import rasterize_bones
+    from avatars.body.bones import rasterize_bones
     x = torch.from_numpy(rasterize_bones(f.joints2d, 64, 64))[None]
     ref = AvatarRenderer(model, cfg).render_bones(x)
     fast = AvatarRenderer(model, cfg, fast=True, bf16=True).render_bones(x)
@@ -207,7 +209,7 @@ def test_ssim_identity_and_ordering():
 
 
 def test_prepare_video_crops_real_frames_and_caches(media, tmp_path):
-    from avatars.avatar_data import prepare_video
+    from avatars.avatar.data import prepare_video
     video = media / "video" / "kinetics_ta_chi_340x256.mp4"
     out = prepare_video(video, tmp_path / "d", CropConfig(size=64), holdout=0.25, max_frames=8, progress=False)
     train, test = AvatarDataset(out, "train"), AvatarDataset(out, "test")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from avatars.skeleton import NUM_PARTS
+from avatars.body.skeleton import NUM_PARTS
 from launch.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def _record(ckpt: Path) -> dict:
 def test_train_avatar_writes_checkpoint_samples_and_curve_and_reports_them(checkpoints):
     a, out = checkpoints["textured"], checkpoints["stdout"]
     rec = _record(a)
-    assert rec["step"] == 10 and rec["avatar"]["kind"] == "textured" and rec["avatar"]["texture_size"] == 16
+    assert rec["step"] == 10 and rec["kind"] == "textured" and rec["model"]["texture_size"] == 16
     assert rec["train"]["vgg_taps"] == [1, "relu2_1"] and rec["train"]["pretrain_steps"] == 2
     assert [h["step"] for h in rec["history"]] == [10]
     samples = a.with_name("tex_samples")
@@ -79,7 +79,7 @@ def test_train_avatar_writes_checkpoint_samples_and_curve_and_reports_them(check
     assert set(printed) == {"perceptual", "mask", "total"} == set(rec["final_losses"])
     for k, v in rec["final_losses"].items():
         assert float(printed[k]) == pytest.approx(v, rel=1e-3)
-    assert _record(checkpoints["direct"])["avatar"]["kind"] == "direct"
+    assert _record(checkpoints["direct"])["kind"] == "direct"
 
 
 def test_train_avatar_resumes_the_step_count_and_refuses_conflicts(checkpoints, data, tmp_path):
@@ -210,7 +210,7 @@ def test_train_avatar_init_from_a_trained_avatar_keeps_its_generator_and_takes_t
     code, stdout, err = run("train-avatar", data, "-o", out, "--steps", "1", "--init-from", src,
                             "--lr", "0", "--texture-lr", "0", *FAST)
     assert code == 0, err
-    assert _record(out)["init"] == {"from": str(src)}
+    assert _record(out)["init"] == {"from": src.stem}
     a, b = load_file(str(src)), load_file(str(out))
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("net."))  # lr 0: the generator as it was
     assert not torch.equal(a["textures"], b["textures"])  # re-initialised from the pixels of this data

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.bones import BoneStyle, joint_values, rasterize_bones, rasterize_bones_torch
-from avatars.mannequin import Camera, MannequinSequence
-from avatars.skeleton import BONES, CHANNEL_NAMES, JOINT_NAMES, LM, NUM_CHANNELS, PARTS
+from avatars.body.bones import BoneStyle, joint_values, rasterize_bones, rasterize_bones_torch
+from avatars.body.mannequin import Camera, MannequinSequence
+from avatars.body.skeleton import BONES, CHANNEL_NAMES, JOINT_NAMES, LM, NUM_CHANNELS, PARTS
 
 H, W = 120, 200
 STYLE = BoneStyle()

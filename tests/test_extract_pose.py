@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from avatars.pose import load_poses
+from avatars.body.pose import load_poses
 from clips import mannequin_clip
 
 REPO = Path(__file__).resolve().parents[1]

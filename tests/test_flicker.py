@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatars.flicker import FlowEstimator, occlusion_mask, warp, warping_error
+from avatars.style.flicker import FlowEstimator, occlusion_mask, warp, warping_error
 
 
 def _scene(shift: int) -> np.ndarray:

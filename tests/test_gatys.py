@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from avatars.gatys import GatysConfig, stylize, synthesize_texture
-from avatars.perceptual import LossConfig, PerceptualLoss
-from avatars.style_training import load_image
+from avatars.style.gatys import GatysConfig, stylize, synthesize_texture
+from avatars.style.losses import LossConfig, PerceptualLoss
+from avatars.style.training import load_image
 
 
 @pytest.fixture(scope="module")

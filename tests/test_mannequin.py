@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.mannequin import (MOTIONS, BodyPose, Camera, Mannequin, MannequinConfig, MannequinSequence,
+from avatars.body.mannequin import (MOTIONS, BodyPose, Camera, Mannequin, MannequinConfig, MannequinSequence,
                                make_motion, pose_body, sample_texture)
-from avatars.mannequin.motions import JOINT_LIMITS
-from avatars.mannequin.textures import make_texture, uv_from_local
-from avatars.skeleton import LM, PART, PARTS
+from avatars.body.mannequin.motions import JOINT_LIMITS
+from avatars.body.mannequin.textures import make_texture, uv_from_local
+from avatars.body.skeleton import LM, PART, PARTS
 
 MANNEQUIN = Mannequin()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from launch.cli import main
-from stream.nodes.media import probe
+from stream.media import probe
 
 REPO = Path(__file__).resolve().parents[1]
 RERENDER = str(REPO / "graphs" / "rerender.yaml")

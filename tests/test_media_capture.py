@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from launch.cli import main
-from stream.nodes.media import probe
+from stream.media import probe
 
 REPO = Path(__file__).resolve().parents[1]
 RERENDER = str(REPO / "graphs" / "rerender.yaml")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from launch.cli import main
-from stream.nodes.composite import as_alpha, blend, fit
+from stream.frames import as_alpha, blend, fit
 
 
 def test_blend_is_foreground_times_mask_plus_background_times_one_minus_mask() -> None:

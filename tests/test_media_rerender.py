@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from launch.cli import main
-from stream.nodes.media import probe
+from stream.media import probe
 
 REPO = Path(__file__).resolve().parents[1]
 GRAPH = str(REPO / "graphs" / "rerender.yaml")

@@ -7,10 +7,10 @@ import av
 import numpy as np
 import pytest
 
-from avatars.shipped import available
+from avatars.core.weights import available
 from test_runtime import REPO, run_graph
 
-needs_shipped = pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available()),
+needs_shipped = pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available("style") + available("avatar")),
                                    reason="shipped weights not present")
 
 
@@ -48,7 +48,7 @@ def test_missing_style_model_is_a_clear_fatal_error(tmp_path):
           - {name: sink, kind: discard}
         edges: [source.out -> style.in, style.out -> sink.in]
     """)
-    assert code == 1 and "cannot load style model: no checkpoint 'no_such_style'" in err
+    assert code == 1 and "cannot load style model: no style checkpoint 'no_such_style'" in err and "mannequin_avatar" not in err
 
 
 @needs_shipped
@@ -69,7 +69,7 @@ def test_demo_graph_renders_the_avatar_where_the_mannequin_is(tmp_path):
         assert background[~body].mean() > 0.9 and background[body].mean() < 0.5  # composited around the person
 
 
-@pytest.mark.skipif("mannequin_avatar" not in available(), reason="shipped avatar not present")
+@pytest.mark.skipif("mannequin_avatar" not in available("avatar"), reason="shipped avatar not present")
 def test_avatar_node_renders_nothing_when_no_person_is_detected(tmp_path):
     out = tmp_path / "empty.mp4"
     code, report, err = run_graph(tmp_path, f"""

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from avatars.perceptual import LossConfig, PerceptualLoss, diversity_loss, gram, total_variation
+from avatars.style.losses import LossConfig, PerceptualLoss, diversity_loss, gram, total_variation
 
 
 def test_gram_is_normalised_by_size():
@@ -46,7 +46,7 @@ def test_diversity_term_is_negative_log_nearest_neighbour_distance():
 
 
 def test_style_and_content_losses_vanish_at_their_targets(media):
-    from avatars.style_training import load_image
+    from avatars.style.training import load_image
 
     style = load_image(media / "style" / "starry_night.jpg", 64)[..., :48, :48]
     content = load_image(media / "content" / "chicago.jpg", 64)[..., :48, :48]

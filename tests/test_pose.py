@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatars.mannequin import Camera, MannequinSequence
-from avatars.pose import (GapFiller, OneEuroConfig, OneEuroFilter, PoseConfig, PoseEstimator, PoseFileError,
+from avatars.body.mannequin import Camera, MannequinSequence
+from avatars.body.pose import (GapFiller, OneEuroConfig, OneEuroFilter, PoseConfig, PoseEstimator, PoseFileError,
                           PoseResult, PoseTrack, empty_pose, extract_poses, load_poses, save_poses)
-from avatars.skeleton import LM
+from avatars.body.skeleton import LM
 
 BODY = [LM[f"{s}_{j}"] for s in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
 

@@ -343,7 +343,7 @@ def test_pts_join_pairs_streams_of_different_rates_by_nearest_timestamp(tmp_path
     # nearest in time (the default seq join would give 10 outputs, frame i with frame i).
     from PIL import Image
 
-    from stream.nodes.synthetic import read_stamp
+    from stream.nodes.testing.synthetic import read_stamp
 
     code, report, err = run_graph(tmp_path, f"""
         nodes:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from launch.cli import main
 from stream.graph import build_graph, load_graph
-from stream.nodes.media import probe
+from stream.media import probe
 
 REPO = Path(__file__).resolve().parents[1]
 THREADS = ["--threads", "1"]
@@ -203,7 +203,7 @@ def _bad_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:
         (["stylize", "no_such_style", str(f["image"]), str(tmp / "o.png")], "no_such_style"),
         (["stylize", "starry_night", str(f["text"]), str(tmp / "o.png")], "notes.txt"),
         (["stylize", str(garbage), str(f["image"]), str(tmp / "o.png")], "garbage.safetensors"),
-        (["stylize", "mannequin_avatar", str(f["image"]), str(tmp / "o.png")], "not a stylizer checkpoint"),
+        (["stylize", "mannequin_avatar", str(f["image"]), str(tmp / "o.png")], "mannequin_avatar is a textured avatar, not a style"),
         (["stylize", "starry_night", str(f["image"]), str(tmp / "o.xyz")], "o.xyz"),
         (["stylize", "starry_night", str(f["clip"]), str(tmp / "o.png")], "o.png"),
         (["train-style", "--style", str(tmp / "nostyle.jpg"), "--content", str(f["content"]), "-o", str(tmp / "c")],

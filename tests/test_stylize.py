@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.perceptual import LossConfig, PerceptualLoss
-from avatars.style_checkpoint import load_checkpoint, save_checkpoint
-from avatars.style_training import ContentCrops, StyleTrainConfig, load_image, train_stylizer
-from avatars.stylenet import StyleNet, StyleNetConfig, TransformerNet
-from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer, sample_textures
-from avatars.texturenet import TextureNet, TextureNetConfig
+from avatars.style.losses import LossConfig, PerceptualLoss
+from avatars.core.checkpoint import CheckpointError
+from avatars.style.training import ContentCrops, StyleTrainConfig, load_image, train_stylizer
+from avatars.style.stylenet import StyleNet, StyleNetConfig, TransformerNet
+from avatars.style.stylize import FastPathConfig, FrameStylizer, sample_textures
+from avatars.style.checkpoint import load_stylizer, read_style_record, save_stylizer
+from avatars.style.texturenet import TextureNet, TextureNetConfig
 
 TINY = StyleNetConfig(channels=(8, 16, 32), n_residual=1)
 
@@ -52,19 +53,20 @@ def test_texturenet_synthesis_and_stylization():
 
 def test_checkpoint_round_trip_is_safetensors_without_pickle(tmp_path):
     net = TextureNet(TextureNetConfig(scales=3, width=4, image_input=True, norm="instance", padding="reflect"))
-    path = save_checkpoint(tmp_path / "m.safetensors", net, {"step": 7})
+    path = save_stylizer(tmp_path / "m.safetensors", net, {"step": 7})
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])                          # a safetensors header, plain JSON
-    assert json.loads(header["__metadata__"]["config"])["kind"] == "texturenet"
+    record = json.loads(header["__metadata__"]["record"])
+    assert record["kind"] == "texturenet" and record["format"].startswith("avatars.checkpoint/")
     assert b"\x80\x02" not in raw[:8 + n] and b"pickle" not in raw
     assert json.loads(path.with_suffix(".json").read_text())["step"] == 7
-    loaded, meta = load_checkpoint(path)
+    loaded, meta = load_stylizer(path), read_style_record(path)
     assert meta["model"]["scales"] == 3 and not loaded.training
     x, z = torch.rand(1, 3, 16, 16), net.make_noise(1, 16, 16)
     torch.testing.assert_close(loaded(x, z), net.eval()(x, z))
-    with pytest.raises(ValueError):
-        load_checkpoint(_plain_safetensors(tmp_path))
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_stylizer(_plain_safetensors(tmp_path))
 
 
 def _plain_safetensors(tmp_path):
@@ -152,9 +154,9 @@ def test_texture_synthesis_training_and_sampling(media, tmp_path):
 
 def test_bf16_is_used_where_native_unless_forced():
     """The fast paths default to bf16 only where the hardware computes in it (elsewhere it is slower than fp32)."""
-    from avatars.avatar_model import AvatarConfig, AvatarRenderer, GeneratorConfig
-    from avatars.avatar_crop import CropConfig
-    from avatars.precision import native_bf16, use_bf16
+    from avatars.avatar.model import AvatarConfig, AvatarRenderer, GeneratorConfig
+    from avatars.avatar.crop import CropConfig
+    from avatars.core.precision import native_bf16, use_bf16
 
     net = StyleNet(StyleNetConfig(channels=(8, 16, 16), n_residual=1))
     assert FrameStylizer(net).bf16 == native_bf16("cpu")
@@ -167,7 +169,7 @@ def test_bf16_is_used_where_native_unless_forced():
 
 
 def test_instance_norm_matches_torch_in_any_layout_and_in_training():
-    from avatars.layers import InstanceNorm
+    from avatars.core.layers import InstanceNorm
 
     torch.manual_seed(0)
     ours, ref = InstanceNorm(6, affine=True), torch.nn.InstanceNorm2d(6, affine=True)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from avatars.shipped import available
+from avatars.core.weights import available
 from clips import mannequin_clip, mannequin_frames
 from test_runtime import REPO, _finish, _free_port, _start, make_keys
 
@@ -27,7 +27,7 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available()), reason="shipped weights not present")
+@pytest.mark.skipif(not {"starry_night", "mannequin_avatar"} <= set(available("style") + available("avatar")), reason="shipped weights not present")
 def test_only_keypoints_cross_and_the_render_host_draws_the_person(tmp_path):
     clip, out, keys = mannequin_clip(tmp_path / "person.mp4", FRAMES, "dance"), tmp_path / "viewer.mp4", tmp_path / "keys"
     make_keys(keys, "laptop", "render")

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from avatars import vgg
-from avatars.vgg import LAYER_NAMES, VGG19Features, layer_index
+from avatars.core import vgg
+from avatars.core.vgg import LAYER_NAMES, VGG19Features, layer_index
 
 
 def test_layer_names_follow_torchvision_layout():

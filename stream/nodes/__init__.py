@@ -1,46 +1,58 @@
-"""Built-in node kinds, imported only when a graph uses them (so listing kinds stays cheap).
+"""The catalogue of built-in node kinds: one module per kind, named after the kind.
 
-A graph may also name any importable class as `kind: package.module:ClassName`.
+    stream/nodes/<kind>.py           production kinds (capture, pose, avatar, stylize, encoders, ...)
+    stream/nodes/testing/<kind>.py   test and debug kinds (synthetic, invert, delay, integrity, discard)
+
+A kind's module defines exactly one ``Node`` subclass; that class is the kind. Modules are
+imported only when a graph uses them, so listing kinds stays cheap. Helpers the kinds share
+live outside this folder (``stream.media``, ``stream.keypoints``, ``stream.frames``).
+A graph may also name a class of an installed package as ``kind: package.module:ClassName``.
+See docs/writing-a-node.md.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from pathlib import Path
 
-BUILTIN: dict[str, str] = {
-    "synthetic": "stream.nodes.synthetic:SyntheticSource",
-    "invert": "stream.nodes.transform:Invert",
-    "delay": "stream.nodes.transform:Delay",
-    "integrity": "stream.nodes.integrity:IntegritySink",
-    "discard": "stream.nodes.discard:DiscardSink",
-    "mp4": "stream.nodes.mp4:Mp4Sink",
-    "video": "stream.nodes.video_in:VideoSource",
-    "camera": "stream.nodes.camera:CameraSource",
-    "images": "stream.nodes.images:ImageFolderSource",
-    "image_seq": "stream.nodes.images:ImageSequenceSink",
-    "netstream": "stream.nodes.netstream:NetStreamSink",
-    "zmq_pub": "stream.nodes.zmq_pub:ZmqPubSink",
-    "preview": "stream.nodes.preview:PreviewSink",
-    "window": "stream.nodes.window:WindowSink",
-    "vcam": "stream.nodes.vcam:VirtualCameraSink",
-    "composite": "stream.nodes.composite:Compositor",
-    "mosaic": "stream.nodes.composite:Mosaic",
-    "mannequin": "stream.nodes.mannequin:MannequinSource",
-    "pose": "stream.nodes.pose:PoseNode",
-    "bones": "stream.nodes.bones:BonesNode",
-    "stylize": "stream.nodes.stylize:StylizeNode",
-    "avatar": "stream.nodes.avatar:AvatarNode",
-}
+from stream.node import Node
+
+PACKAGES = ("stream.nodes", "stream.nodes.testing")
 
 
-def load_kind(kind: str) -> type:
-    """The node class for `kind`; KeyError with the known kinds when there is none."""
-    target = BUILTIN.get(kind, kind if ":" in kind else None)
-    if target is None:
-        raise KeyError(f"unknown kind {kind!r} (known: {', '.join(sorted(BUILTIN))}; or module:Class)")
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise KeyError(f"kind {kind!r}: cannot import {target}: {exc}") from None
+def builtin_kinds() -> dict[str, str]:
+    """kind -> module, from the file names of the catalogue's folders."""
+    kinds: dict[str, str] = {}
+    for package in PACKAGES:
+        folder = Path(__file__).parent.joinpath(*package.split(".")[2:])
+        for info in pkgutil.iter_modules([str(folder)]):
+            if not info.ispkg:
+                kinds[info.name] = f"{package}.{info.name}"
+    return kinds
+
+
+def _node_class(module: object, where: str) -> type[Node]:
+    classes = [c for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, Node) and c.__module__ == module.__name__]
+    if len(classes) != 1:
+        raise KeyError(f"{where}: a kind's module defines exactly one Node class, found {len(classes)}")
+    return classes[0]
+
+
+def load_kind(kind: str) -> type[Node]:
+    """The node class for ``kind``; KeyError with the known kinds when there is none."""
+    builtin = builtin_kinds()
+    if kind in builtin:
+        cls = _node_class(importlib.import_module(builtin[kind]), builtin[kind])
+    elif ":" in kind:
+        module, _, attr = kind.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise KeyError(f"kind {kind!r}: cannot import {kind}: {exc}") from None
+        if not (isinstance(cls, type) and issubclass(cls, Node)):
+            raise KeyError(f"kind {kind!r}: {attr} is not a Node class")
+    else:
+        raise KeyError(f"unknown kind {kind!r} (known: {', '.join(sorted(builtin))}; or module:Class)")
     cls.kind = kind
     return cls

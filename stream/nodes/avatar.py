@@ -7,7 +7,7 @@ import numpy as np
 
 from stream.message import Message
 from stream.node import Node, NodeError, Port
-from stream.nodes.keypoints import read_keypoints
+from stream.keypoints import read_keypoints
 from stream.params import param
 
 
@@ -35,8 +35,8 @@ class AvatarNode(Node):
     def setup(self) -> None:
         import torch
 
-        from avatars.avatar_model import AvatarRenderer, load_avatar
-        from avatars.shipped import resolve_weights
+        from avatars.avatar.model import AvatarRenderer, load_avatar
+        from avatars.core.weights import resolve_weights
         from stream.devices import open_device
 
         p = self.params
@@ -45,7 +45,7 @@ class AvatarNode(Node):
         self.ctx.metrics.extra["threads"] = torch.get_num_threads()
         dev = open_device(self.ctx.device)
         try:
-            model, cfg = load_avatar(resolve_weights(p.model), dev.device)
+            model, cfg = load_avatar(resolve_weights(p.model, "avatar"), dev.device)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise NodeError(f"{self.ctx.name}: cannot load avatar: {exc}") from None
         self.renderer = AvatarRenderer(model, cfg, dev.device, fast=p.fast, scale_smoothing=p.scale_smoothing,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from stream.message import Message
 from stream.node import Node, Port
-from stream.nodes.keypoints import read_keypoints
+from stream.keypoints import read_keypoints
 from stream.params import param
 
 
@@ -29,7 +29,7 @@ class BonesNode(Node):
                 raise ValueError(f"thickness must be in (0, 0.5), got {self.thickness}")
 
     def setup(self) -> None:
-        from avatars.bones import BoneStyle, rasterize_bones
+        from avatars.body.bones import BoneStyle, rasterize_bones
 
         self.style = BoneStyle(thickness=self.params.thickness)
         self.rasterize = rasterize_bones

@@ -8,7 +8,7 @@ import numpy as np
 
 from stream.message import Message
 from stream.node import Port, Source
-from stream.nodes.keypoints import keypoint_message
+from stream.keypoints import keypoint_message
 from stream.pacing import Pacer
 from stream.params import param
 
@@ -39,7 +39,7 @@ class MannequinSource(Source):
                 raise ValueError("frames must be >= 0 and fps in (0, 240]")
 
     def setup(self) -> None:
-        from avatars.mannequin import Camera, MannequinSequence
+        from avatars.body.mannequin import Camera, MannequinSequence
 
         p = self.params
         self.sequence = MannequinSequence(motion=p.motion, num_frames=p.frames or 2**31 - 1, fps=p.fps,

@@ -1,6 +1,6 @@
 """Encode frames to an H.264 MP4 or MKV file through PyAV, muxing the source's audio back in sync.
 
-Timestamps: when frames come from `video` (stream.nodes.video_in) the output keeps the input's
+Timestamps: when frames come from `video` (stream.nodes.video) the output keeps the input's
 time base and every frame's pts exactly (minus the clip's `origin`), so a re-render has the same
 timing as its input, variable frame rate included; other frames get pts = message pts at `fps`.
 Audio arrives on its own port (join "any": whichever is ready first is muxed first; FFmpeg's
@@ -18,7 +18,7 @@ from typing import Any
 
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
-from stream.nodes.media import AtomicOutput, add_audio_stream, add_video_stream, audio_frame, rational, video_frame
+from stream.media import AtomicOutput, add_audio_stream, add_video_stream, audio_frame, rational, video_frame
 from stream.params import param
 
 #: Audio that arrives before the first video frame (it skips the video chain) waits here; more

@@ -21,7 +21,7 @@ from typing import Any
 
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
-from stream.nodes.media import add_video_stream, rational, video_frame
+from stream.media import add_video_stream, rational, video_frame
 from stream.params import param
 
 #: MPEG-TS counts time in 90 kHz ticks.

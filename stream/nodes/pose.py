@@ -6,7 +6,7 @@ from typing import Literal
 
 from stream.message import Message
 from stream.node import Port, Node
-from stream.nodes.keypoints import keypoint_message
+from stream.keypoints import keypoint_message
 from stream.params import param
 
 
@@ -32,7 +32,7 @@ class PoseNode(Node):
                 raise ValueError(f"model_complexity must be 0, 1 or 2, got {self.model_complexity}")
 
     def setup(self) -> None:
-        from avatars.pose import GapFiller, OneEuroConfig, PoseConfig, PoseEstimator
+        from avatars.body.pose import GapFiller, OneEuroConfig, PoseConfig, PoseEstimator
 
         p = self.params
         smoothing = OneEuroConfig(min_cutoff=p.min_cutoff, beta=p.beta) if p.smoothing else None

@@ -38,8 +38,9 @@ class StylizeNode(Node):
     def setup(self) -> None:
         import torch
 
-        from avatars.shipped import resolve_weights
-        from avatars.stylize import FastPathConfig, FrameStylizer, load_stylizer
+        from avatars.core.weights import resolve_weights
+        from avatars.style.stylize import FastPathConfig, FrameStylizer
+        from avatars.style.checkpoint import load_stylizer
         from stream.devices import open_device
 
         p = self.params
@@ -48,7 +49,7 @@ class StylizeNode(Node):
         self.ctx.metrics.extra["threads"] = torch.get_num_threads()
         self.dev = open_device(self.ctx.device)
         try:
-            model = load_stylizer(resolve_weights(p.model), self.dev.device)
+            model = load_stylizer(resolve_weights(p.model, "style"), self.dev.device)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise NodeError(f"{self.ctx.name}: cannot load style model: {exc}") from None
         cfg = FastPathConfig(bf16=p.bf16, channels_last=p.channels_last, compile=p.compile, noise_scale=p.noise_scale,

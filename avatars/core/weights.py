@@ -1,0 +1,41 @@
+"""Weights the project ships, one namespace per family (trained with its own code: see the .md
+next to each file): ``weights/avatar/<name>.safetensors``, ``weights/style/<name>.safetensors``.
+
+A name resolves only inside its own family, so a style name never finds an avatar, and an
+error lists only the names of the family asked for.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from avatars.core.checkpoint import FAMILIES, read_record
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def available(family: str) -> list[str]:
+    """Shipped names of a family ('avatar' or 'style')."""
+    folder = WEIGHTS / family
+    return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def resolve_weights(name_or_path: str | Path, family: str) -> Path:
+    """A checkpoint path: a file that exists, or the shipped name of one of ``family``.
+
+    FileNotFoundError listing the family's names; CheckpointError where the name is another family's.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown weights family {family!r} (known: {', '.join(FAMILIES)})")
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if "/" not in name:
+        if (WEIGHTS / family / f"{name}.safetensors").is_file():
+            return WEIGHTS / family / f"{name}.safetensors"
+        for other in FAMILIES:
+            candidate = WEIGHTS / other / f"{name}.safetensors"
+            if other != family and candidate.is_file():
+                read_record(candidate, family)  # raises: "<name> is a textured avatar, not a style"
+    raise FileNotFoundError(f"no {family} checkpoint {name!r}: not a file, and not a shipped {family} "
+                            f"({', '.join(available(family)) or 'none shipped'})")

@@ -1,0 +1,120 @@
+"""Feed-forward image transformation networks for stylization.
+
+``StyleNet`` is the residual network of Johnson et al. (2016) with the normalisation of
+Ulyanov et al. (2017): instance normalisation (StyleNet-IN, the default) discards the content
+image's contrast, which makes stylization much easier to learn than with batch normalisation
+(StyleNet-BN, kept for the comparison of the thesis, Fig. 3.3). Width and depth are
+configurable so that a narrow variant can run in real time on a CPU.
+
+``TransformerNet`` is the same architecture at the fixed size of pytorch/examples'
+fast_neural_style (32-64-128 channels, 5 residual blocks, outputs in 0-255): the plain fp32
+baseline that the benchmark compares our fast path against.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from avatars.core.layers import InstanceNorm
+
+Norm = Literal["instance", "batch"]
+
+
+def norm_layer(kind: Norm, channels: int) -> nn.Module:
+    if kind == "instance":
+        return InstanceNorm(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown normalisation {kind!r} (instance | batch)")
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection-padded convolution, optionally after a nearest-neighbour 2x upsampling.
+
+    Upsample-then-convolve avoids the checkerboard artefacts of transposed convolutions.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False):
+        layers = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
+        layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
+        super().__init__(*layers)
+
+
+class ConvNormReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, norm: Norm, stride: int = 1, upsample: bool = False):
+        super().__init__(ConvLayer(cin, cout, kernel, stride, upsample), norm_layer(norm, cout), nn.ReLU())
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, norm: Norm):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormReLU(channels, channels, 3, norm),
+            ConvLayer(channels, channels, 3), norm_layer(norm, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@dataclass
+class StyleNetConfig:
+    """Shape of a StyleNet: channels of the three resolutions, residual blocks, normalisation."""
+
+    channels: tuple[int, int, int] = (32, 64, 128)
+    n_residual: int = 5
+    norm: Norm = "instance"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StyleNet(nn.Module):
+    """RGB in [0, 1] (N, 3, H, W) -> stylized RGB, roughly in [0, 1] (clamp for display).
+
+    Any H, W work; sizes that are not multiples of 4 are padded by reflection and cropped back.
+    """
+
+    def __init__(self, cfg: StyleNetConfig = StyleNetConfig()):
+        super().__init__()
+        self.cfg = cfg
+        c1, c2, c3 = cfg.channels
+        n = cfg.norm
+        self.net = nn.Sequential(
+            ConvNormReLU(3, c1, 9, n), ConvNormReLU(c1, c2, 3, n, stride=2), ConvNormReLU(c2, c3, 3, n, stride=2),
+            *[ResidualBlock(c3, n) for _ in range(cfg.n_residual)],
+            ConvNormReLU(c3, c2, 3, n, upsample=True), ConvNormReLU(c2, c1, 3, n, upsample=True),
+            ConvLayer(c1, 3, 9),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pad_run_crop(self.net, x, 4)
+
+
+def pad_run_crop(net: nn.Module, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Run a fully convolutional net on any size by reflection-padding to ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+    y = net(x)
+    return y[..., :h, :w]
+
+
+class TransformerNet(StyleNet):
+    """pytorch/examples fast_neural_style TransformerNet: the reference-width StyleNet-IN.
+
+    Same layers in the same order as the original (9x9 conv 32, strided 3x3 convs 64 and 128,
+    five residual blocks, nearest-upsample + conv back to 64 and 32, 9x9 conv to RGB, instance
+    norm with affine parameters, reflection padding). Only the benchmark uses it, in plain fp32.
+    """
+
+    def __init__(self):
+        super().__init__(StyleNetConfig(channels=(32, 64, 128), n_residual=5, norm="instance"))
+        for m in self.modules():  # the baseline keeps torch's own instance norm, as pytorch/examples has it
+            if isinstance(m, InstanceNorm):
+                m.__class__ = nn.InstanceNorm2d
