@@ -1,0 +1,1 @@
+"""Stylizers: StyleNet, TextureNet, Gatys optimisation, perceptual losses, training, fast inference, flicker."""

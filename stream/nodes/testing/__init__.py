@@ -1,0 +1,1 @@
+"""Test and debug node kinds (synthetic sources, checkers, delays): one file per kind, as in ``stream.nodes``."""
