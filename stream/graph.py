@@ -28,6 +28,7 @@ Every problem found is reported together, each naming the file and the node or e
 """
 from __future__ import annotations
 
+import graphlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,20 +126,7 @@ class GraphSpec:
 
     def order(self) -> list[str]:
         """Node names in topological order (sources first)."""
-        indegree = {n: 0 for n in self.nodes}
-        for e in self.edges:
-            indegree[e.dst] += 1
-        ready = [n for n, d in indegree.items() if d == 0]
-        out = []
-        while ready:
-            n = ready.pop(0)
-            out.append(n)
-            for e in self.edges:
-                if e.src == n:
-                    indegree[e.dst] -= 1
-                    if indegree[e.dst] == 0:
-                        ready.append(e.dst)
-        return out
+        return list(_sorter(self.nodes, self.edges).static_order())
 
     def sinks(self) -> list[str]:
         return [n for n in self.nodes if not any(e.src == n for e in self.edges)]
@@ -282,29 +270,23 @@ def _check_edges(nodes: dict[str, NodeSpec], edges: list[EdgeSpec], broken: set[
                 problems.append(f"node {spec.name!r} ({spec.kind}): required input {port_name!r} is not connected")
 
 
-def _find_cycle(nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> list[str] | None:
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
+def _sorter(nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> graphlib.TopologicalSorter:
+    """The nodes with each edge's source before its destination (edges to unknown nodes left out)."""
+    sorter = graphlib.TopologicalSorter({n: set() for n in nodes})
     for e in edges:
-        if e.src in succ and e.dst in succ:
-            succ[e.src].append(e.dst)
-    state: dict[str, int] = {}
-    stack: list[str] = []
+        if e.src in nodes and e.dst in nodes:
+            sorter.add(e.dst, e.src)
+    return sorter
 
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        stack.append(n)
-        for m in succ[n]:
-            if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
-            if m not in state and (cycle := visit(m)):
-                return cycle
-        stack.pop()
-        state[n] = 2
-        return None
 
-    for n in nodes:
-        if n not in state and (cycle := visit(n)):
-            return cycle
+def _find_cycle(nodes: dict[str, NodeSpec], edges: list[EdgeSpec]) -> list[str] | None:
+    """One cycle as [a, b, ..., a] in the direction frames flow, from its node named first in the file; or None."""
+    try:
+        _sorter(nodes, edges).prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1][:-1]
+        start = min(range(len(cycle)), key=lambda i: list(nodes).index(cycle[i]))
+        return cycle[start:] + cycle[:start] + [cycle[start]]
     return None
 
 
