@@ -96,6 +96,22 @@ def _read_rgb(path: Path):
         raise CommandError(f"{path}: not a readable image ({exc})") from None
 
 
+def _read_mask(path: Path, size: tuple[int, int]):
+    """A mask image (white where the person is) as (H, W) uint8, scaled to ``size`` (H, W) if it differs."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file (--mask takes an image, white where the person is)")
+    try:
+        with Image.open(path) as img:
+            mask = img.convert("L")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise CommandError(f"{path}: not a readable mask image ({exc})") from None
+    h, w = size
+    return np.array(mask if mask.size == (w, h) else mask.resize((w, h), Image.BILINEAR))
+
+
 def _load_stylizer(name_or_path: str, device: str = "cpu"):
     """(model, checkpoint path) from a checkpoint file or a shipped style name."""
     from avatars.core.checkpoint import CheckpointError
@@ -297,13 +313,14 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
         s = args.max_side / max(h, w)
         size = (max(1, round(w * s)), max(1, round(h * s)))
         frame = np.array(Image.fromarray(frame).resize(size, Image.LANCZOS))
+    mask = _read_mask(Path(args.mask), frame.shape[:2]) if args.mask else None
     device = _device(args.device)
     model, path = _load_stylizer(args.checkpoint, device)
     cfg = FastPathConfig(bf16=False if args.fp32 else None, channels_last=not args.fp32, compile=args.compile,
-                         noise_scale=args.noise_scale, seed=args.seed)
+                         noise_scale=args.noise_scale, seed=args.seed, region=args.region if args.mask else "frame")
     start = time.perf_counter()
     stylizer = FrameStylizer(model, device, cfg)
-    result = stylizer(frame)
+    result = stylizer(frame, mask)
     seconds = time.perf_counter() - start
     try:
         _save_image(result, out)
@@ -321,6 +338,9 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
         raise CommandError(f"{src} is a video, so {out} must be one too ({', '.join(VIDEO_OUTPUTS)})")
     if args.max_side:
         raise CommandError("--max-side applies to images; a video is stylized at its own frame size")
+    if args.mask:
+        raise CommandError("--mask applies to images; in a graph the stylize node takes the mask a message carries "
+                           "(the pose node's segmentation, the avatar's) and its `region` parameter")
     if args.device != "auto":
         raise CommandError(f"--device applies to images; videos run {VIDEO_GRAPH.name}, whose stylizer "
                            f"picks the GPU where there is one (device: auto)")
@@ -470,6 +490,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     speed.add_argument("--fast", dest="fp32", action="store_false", help="channels-last + bf16 autocast where native (default)")
     speed.add_argument("--fp32", dest="fp32", action="store_true", help="plain fp32 (the reference)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first frame)")
+    p.add_argument("--mask", metavar="MASK", help="image: a mask, white where the person is; only --region is "
+                   "painted, with the look of that region alone")
+    p.add_argument("--region", choices=("person", "background"), default="person",
+                   help="with --mask: what is painted (default person); the rest keeps the input")
     p.add_argument("--smoothing", choices=("none", "ema", "flow"), default="none",
                    help="video: temporal smoothing against flicker (flow: along the optical flow)")
     p.add_argument("--smoothing-weight", type=float, default=0.5, help="video: share of the previous output kept")

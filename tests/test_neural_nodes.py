@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -38,6 +39,26 @@ def test_stylize_node_changes_the_look_of_every_frame(tmp_path):
     diff = np.abs(a[0].astype(int) - b[0].astype(int))[body].mean()
     assert body.mean() > 0.05 and diff > 20, diff  # stylized, not passed through
     assert b[0][:4, :4].max() < 30  # the mask travelled through stylize: background composited black
+
+
+@needs_shipped
+def test_stylize_node_paints_only_the_person_with_region_person(tmp_path):
+    plain, styled = tmp_path / "plain.mp4", tmp_path / "styled.mp4"
+    code, report, err = run_graph(tmp_path, f"""
+        nodes:
+          - {{name: source, kind: mannequin, params: {{width: 160, height: 120, frames: 4, motion: dance}}}}
+          - {{name: style, kind: stylize, params: {{model: starry_night, threads: 1, region: person}}}}
+          - {{name: plain, kind: mp4, params: {{path: {plain}, crf: 10}}}}
+          - {{name: styled, kind: mp4, params: {{path: {styled}, crf: 10}}}}
+        edges: [source.video -> style.in, style.out -> styled.in, source.video -> plain.in]
+    """)
+    assert code == 0, err
+    a, b = _decode(plain), _decode(styled)
+    body = a[0].sum(-1) > 60
+    far = cv2.dilate(body.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0   # background, clear of the soft edge
+    diff = np.abs(a[0].astype(int) - b[0].astype(int))
+    assert diff[body].mean() > 20, diff[body].mean()          # the person is painted
+    assert diff[far].mean() < 2, diff[far].mean()             # the (black) background is kept
 
 
 def test_missing_style_model_is_a_clear_fatal_error(tmp_path):

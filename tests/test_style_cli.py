@@ -103,6 +103,25 @@ def test_stylize_image_with_a_shipped_style(files, tmp_path, capsys):
     assert np.abs(_rgb(small) - _rgb(out)[::2, ::2]).mean() > 5  # another style
 
 
+def test_stylize_image_with_a_mask_paints_only_the_person(files, tmp_path, capsys):
+    mask = np.zeros((30, 45), np.uint8)       # half the image's size: scaled to it
+    mask[:, :20] = 255                         # the person: the left part
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out, inverse = tmp_path / "person.png", tmp_path / "background.png"
+    args = ["stylize", "starry_night", str(files["image"])]
+    assert main([*args, str(out), "--mask", str(tmp_path / "mask.png"), *THREADS]) == 0
+    before, after = _rgb(files["image"]), _rgb(out)
+    assert np.abs(after[:, :38] - before[:, :38]).mean() > 20   # the person is painted
+    np.testing.assert_array_equal(after[:, 42:], before[:, 42:])  # the background kept (blend edge between)
+    assert main([*args, str(inverse), "--mask", str(tmp_path / "mask.png"), "--region", "background", *THREADS]) == 0
+    np.testing.assert_array_equal(_rgb(inverse)[:, :38], before[:, :38])
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "o.png"), "--mask", str(files["text"])]) != 0
+    assert "notes.txt" in capsys.readouterr().err
+    assert main(["stylize", "starry_night", str(files["clip"]), str(tmp_path / "o.mp4"), "--mask", str(tmp_path / "mask.png")]) != 0
+    assert "--mask applies to images" in capsys.readouterr().err
+
+
 def test_stylize_video_through_the_offline_graph_keeps_every_frame_and_the_audio(files, tmp_path, capsys):
     out = tmp_path / "styled.mp4"
     code = main(["stylize", "starry_night", str(files["clip"]), str(out), "--quiet", "--preset", "ultrafast", *THREADS])

@@ -188,3 +188,79 @@ def test_instance_norm_matches_torch_in_any_layout_and_in_training():
     far = torch.randn(1, 6, 16, 16) + 50  # mean 50 std away: the two-moment variance keeps its digits
     torch.testing.assert_close(ours(far), ref(far), atol=2e-3, rtol=1e-3)
     assert type(TransformerNet().net[0][1]) is torch.nn.InstanceNorm2d  # the baseline stays plain torch
+
+
+def test_masked_statistics_come_from_the_region_only():
+    """With weights, every instance norm uses the weighted moments; all-ones weights change nothing."""
+    from avatars.core.layers import statistics_from
+
+    torch.manual_seed(0)
+    net = StyleNet(TINY).eval()
+    x = torch.rand(1, 3, 32, 128)
+    with torch.no_grad():
+        plain = net(x)
+        with statistics_from(net, torch.ones(1, 1, 32, 128)):
+            torch.testing.assert_close(net(x), plain, atol=1e-5, rtol=1e-5)
+        left = torch.zeros(1, 1, 32, 128)
+        left[..., :64] = 1
+        with statistics_from(net, left):
+            masked = net(x)
+        assert net(x).equal(plain)                              # the weights go when the block ends
+        y = x.clone()
+        y[..., 64:] = torch.rand(1, 3, 32, 64) * 0.2           # another right half
+        with statistics_from(net, left):
+            other = net(y)
+        unmasked_change = (net(x) - net(y))[..., :16].abs().mean()
+    assert not torch.allclose(masked, plain, atol=1e-3)
+    # far from the border, the left half depends on the right half only through the convolutions' reach
+    # (measured: 0.17 of the change with whole-frame statistics)
+    assert (masked - other)[..., :16].abs().mean() < 0.3 * unmasked_change
+
+
+@pytest.mark.parametrize("mode", ["fill", "stats"])
+def test_region_paints_the_person_or_the_background_and_keeps_the_rest(mode):
+    torch.manual_seed(0)
+    net = StyleNet(TINY)
+    rng = np.random.default_rng(0)
+    frame = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((48, 64), np.float32)
+    mask[10:40, 20:44] = 1
+    person = FrameStylizer(net, cfg=FastPathConfig(bf16=False, region="person", mask_mode=mode))
+    background = FrameStylizer(net, cfg=FastPathConfig(bf16=False, region="background", mask_mode=mode))
+    out = person(frame, mask)
+    np.testing.assert_array_equal(out[mask == 0], frame[mask == 0])
+    assert np.abs(out[mask == 1].astype(int) - frame[mask == 1]).mean() > 10
+    np.testing.assert_array_equal(person(frame, (mask * 255).astype(np.uint8)), out)   # a uint8 mask alike
+    np.testing.assert_array_equal(background(frame, mask)[mask == 1], frame[mask == 1])
+    np.testing.assert_array_equal(person(frame), frame)              # no mask: no person to paint
+    other = frame.copy()
+    other[mask == 0] = 255 - other[mask == 0]                        # only the background changes
+    change = np.abs(person(other, mask).astype(int) - out)[mask == 1].mean()
+    if mode == "fill":
+        assert change == 0                                           # the person is stylized alone
+    with pytest.raises(ValueError, match="mask"):
+        person(frame, mask[:10])
+    with pytest.raises(ValueError):
+        FastPathConfig(region="face")
+
+
+def test_the_background_no_longer_decides_the_persons_look(media):
+    """Real frames, MediaPipe's masks, the shipped style, six backgrounds (docs/stylize.md, section 6).
+
+    Measured on this project's AVX-512 CPU over the seven clips (starry_night, bf16 and fp32 alike):
+    mean change inside the person 7.3 grey levels, per person 5.4 .. 11.5; whole-frame statistics
+    42.1 (37.6 .. 47.2). Bounds: the mean with 20% margin (the issue's target is 12), each person
+    under 14, and the whole-frame path far above, so the test fails if the mask stops acting."""
+    from avatars.core.weights import available, resolve_weights
+    from avatars.style.evaluation import backgrounds, people, person_changes
+
+    if "starry_night" not in available("style"):
+        pytest.skip("shipped styles not present")
+    model = load_stylizer(resolve_weights("starry_night", "style"))
+    found, bgs = people(media), backgrounds(media)
+    assert len(found) >= 6
+    painted = FrameStylizer(model, cfg=FastPathConfig(region="person"))
+    per_person = [np.mean(person_changes(painted, p, bgs)) for p in found]
+    assert np.mean(per_person) < 9 and max(per_person) < 14, per_person
+    whole = FrameStylizer(model)
+    assert np.mean([np.mean(person_changes(whole, p, bgs[:3])) for p in found[:3]]) > 30

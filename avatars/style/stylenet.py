@@ -91,18 +91,26 @@ class StyleNet(nn.Module):
             ConvLayer(c1, 3, 9),
         )
 
+    multiple = 4   # two stride-2 stages: inputs are padded to a multiple of this
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pad_run_crop(self.net, x, 4)
+        return pad_run_crop(self.net, x, self.multiple)
 
 
 def pad_run_crop(net: nn.Module, x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Run a fully convolutional net on any size by reflection-padding to ``multiple``."""
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-    y = net(x)
+    y = net(pad_to_multiple(x, multiple))
     return y[..., :h, :w]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(N, C, H, W) padded at the bottom and right to multiples of ``multiple``, by reflection where it fits."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
 
 
 class TransformerNet(StyleNet):

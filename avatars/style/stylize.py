@@ -8,6 +8,15 @@ For video, a TextureNet keeps one fixed noise per frame size (fresh noise every 
 and temporal smoothing blends the new output with the previous one, either plainly
 (exponential) or after warping it along the optical flow of the input (flow-guided, which
 suppresses flicker without ghosting where things move).
+
+Given a person mask, ``region`` chooses what is painted: the person (``person``), everything
+else (``background``) or the whole frame (``frame``, the mask ignored). The painted region sets
+the instance-norm statistics (``avatars.core.layers.statistics_from``), and by default
+(``mask_mode="fill"``) is also cut out: its box is stylized alone, the rest of the box a neutral
+grey, so no background pixel reaches the person through the convolutions either (``"stats"``
+keeps the real surroundings). The rest of the frame keeps the input's pixels, blended along the
+soft mask. Instance norm over the whole frame lets the background
+decide the person's look (50 grey levels between two backgrounds, docs/stylize.md).
 """
 from __future__ import annotations
 
@@ -18,11 +27,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from avatars.style.flicker import FlowEstimator, occlusion_mask, warp
+from avatars.core.layers import statistics_from
 from avatars.core.precision import use_bf16
+from avatars.style.flicker import FlowEstimator, occlusion_mask, warp
+from avatars.style.stylenet import pad_to_multiple
 from avatars.style.texturenet import TextureNet
 
 Smoothing = Literal["none", "ema", "flow"]
+Region = Literal["frame", "person", "background"]
+MaskMode = Literal["stats", "fill"]
+FILL_GREY = 0.5          # the neutral fill of mask_mode="fill"
+FILL_MARGIN = 16         # pixels of context kept around the region's box in mask_mode="fill"
 
 
 def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
@@ -51,16 +66,24 @@ class FastPathConfig:
     seed: int = 0                     # TextureNet: the fixed noise
     smoothing: Smoothing = "none"
     smoothing_weight: float = 0.5     # share of the (warped) previous output kept in each frame
+    region: Region = "frame"          # with a mask: what is painted (the rest keeps the input)
+    mask_mode: MaskMode = "fill"      # region statistics on its crop over grey (fill) or in the frame (stats)
 
     def __post_init__(self):
         if self.smoothing not in ("none", "ema", "flow"):
             raise ValueError(f"unknown smoothing {self.smoothing!r} (none | ema | flow)")
+        if self.region not in ("frame", "person", "background"):
+            raise ValueError(f"unknown region {self.region!r} (frame | person | background)")
+        if self.mask_mode not in ("stats", "fill"):
+            raise ValueError(f"unknown mask_mode {self.mask_mode!r} (stats | fill)")
         if not 0 <= self.smoothing_weight < 1:
             raise ValueError("smoothing_weight must be in [0, 1)")
 
 
 class FrameStylizer:
-    """Callable: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 RGB; holds the temporal state of a video."""
+    """Callable: (H, W, 3) uint8 RGB [+ (H, W) person mask] -> (H, W, 3) uint8 RGB; holds the
+    temporal state of a video. A mask is float in [0, 1] or uint8 in 0..255; without one, the
+    person region is empty (``region="person"`` returns the frame, ``"background"`` paints it all)."""
 
     def __init__(self, model: nn.Module, device: torch.device | str = "cpu", cfg: FastPathConfig = FastPathConfig()):
         self.device = torch.device(device)
@@ -86,8 +109,12 @@ class FrameStylizer:
         return self._noise[(h, w)]
 
     @torch.inference_mode()
-    def stylize_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) float RGB in [0, 1] on ``device`` -> same, stylized, fp32, clamped."""
+    def stylize_tensor(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 3, H, W) float RGB in [0, 1] on ``device`` -> same, stylized, fp32, clamped.
+        ``weights`` (N, 1, H, W): the pixels whose statistics the instance norms use (default all)."""
+        if weights is not None:
+            with statistics_from(self.model, pad_to_multiple(weights, self.model.multiple)):
+                return self.stylize_tensor(x)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -98,11 +125,45 @@ class FrameStylizer:
                 y = self.net(x)
         return y.float().clamp_(0, 1)
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
+    def __call__(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)[None].float() / 255
-        return self._smooth(frame, to_uint8(self.stylize_tensor(x))[0])
+        # torch.tensor copies: frames from another process are read-only views, which from_numpy cannot share
+        x = torch.tensor(frame, device=self.device).permute(2, 0, 1)[None].float() / 255
+        if self.cfg.region == "frame":
+            return self._smooth(frame, to_uint8(self.stylize_tensor(x))[0])
+        alpha = self._region(mask, frame.shape[:2])
+        if not alpha.any():
+            return frame.copy()
+        return self._smooth(frame, to_uint8(self._paint(x, alpha))[0])
+
+    def _region(self, mask: np.ndarray | None, size: tuple[int, int]) -> torch.Tensor:
+        """The painted region as (1, 1, H, W) float in [0, 1]."""
+        if mask is None:
+            person = torch.zeros(1, 1, *size, device=self.device)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != size:
+                raise ValueError(f"the mask must be (H, W) = {size} like the frame, got {mask.shape}")
+            m = torch.tensor(mask, device=self.device).float()
+            person = (m / 255 if mask.dtype == np.uint8 else m).clamp(0, 1)[None, None]
+        return person if self.cfg.region == "person" else 1 - person
+
+    def _paint(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """``x`` with the region ``alpha`` stylized under the region's statistics, blended along the soft mask."""
+        if self.cfg.mask_mode == "stats":
+            return torch.lerp(x, self.stylize_tensor(x, alpha), alpha)
+        ys, xs = torch.nonzero(alpha[0, 0] > 0.5, as_tuple=True)
+        if ys.numel() == 0:
+            return x
+        (h, w), m = x.shape[-2:], FILL_MARGIN
+        box = (slice(max(int(ys.min()) - m, 0), min(int(ys.max()) + m + 1, h)),
+               slice(max(int(xs.min()) - m, 0), min(int(xs.max()) + m + 1, w)))
+        crop, a = x[..., box[0], box[1]], alpha[..., box[0], box[1]]
+        filled = torch.lerp(torch.full_like(crop, FILL_GREY), crop, a)
+        out = x.clone()
+        out[..., box[0], box[1]] = torch.lerp(crop, self.stylize_tensor(filled, a), a)
+        return out
 
     def _smooth(self, frame: np.ndarray, out: np.ndarray) -> np.ndarray:
         cfg = self.cfg

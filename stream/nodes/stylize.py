@@ -1,4 +1,6 @@
-"""Feed-forward stylization of every frame (StyleNet or TextureNet), any frame size."""
+"""Feed-forward stylization of every frame (StyleNet or TextureNet), any frame size; with a person mask
+(buffers['mask']: the avatar's output, the pose node's segmentation) it paints the person, the
+background or both, the look set by the painted region alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from stream.frames import as_alpha
 from stream.message import Message
 from stream.node import Node, NodeError, Port
 from stream.params import param
@@ -28,6 +31,10 @@ class StylizeNode(Node):
         smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
         smoothing_weight: float = param(0.5, "share of the previous output kept")
         threads: int = param(0, "CPU threads for torch; 0 = the process's share of the host's cores")
+        region: Literal["frame", "person", "background"] = param(
+            "frame", "with a mask: what is painted (the rest keeps the input); no mask = no person")
+        mask_mode: Literal["fill", "stats"] = param(
+            "fill", "region's statistics on its crop over grey (fill), or amid the real surroundings (stats)")
 
         def __post_init__(self) -> None:
             if not 0 <= self.smoothing_weight < 1:
@@ -53,14 +60,18 @@ class StylizeNode(Node):
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise NodeError(f"{self.ctx.name}: cannot load style model: {exc}") from None
         cfg = FastPathConfig(bf16=p.bf16, channels_last=p.channels_last, compile=p.compile, noise_scale=p.noise_scale,
-                             seed=p.seed, smoothing=p.smoothing, smoothing_weight=p.smoothing_weight)
+                             seed=p.seed, smoothing=p.smoothing, smoothing_weight=p.smoothing_weight,
+                             region=p.region, mask_mode=p.mask_mode)
         self.stylizer = FrameStylizer(model, self.dev.device, cfg)
 
     def process(self, inputs: dict[str, Message]) -> None:
         msg = inputs["in"]
         image = msg.buffers["image"]
+        mask = msg.buffers.get("mask") if self.params.region != "frame" else None
+        if mask is not None:
+            mask = as_alpha(mask, *image.shape[:2])
         if self.params.smoothing == "flow":
             image = np.array(image)  # kept as the previous frame: do not pin the producer's slot
         with self.dev:
-            out = self.stylizer(image)
+            out = self.stylizer(image, mask)
         self.emit("out", msg.derive(**{**msg.buffers, "image": out}))
