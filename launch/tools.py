@@ -1,23 +1,21 @@
-"""Offline tools of the command line (pose extraction, training, evaluation): thin wrappers over `avatars`."""
+"""The pose command of the command line (extract-pose): a thin wrapper over `avatars.body.pose`."""
 from __future__ import annotations
 
 import argparse
-import sys
+
+from launch.command import Exit, refusing
 
 
 def cmd_extract_pose(args: argparse.Namespace) -> int:
     from avatars.body.pose import OneEuroConfig, PoseConfig, extract_poses
 
     smoothing = None if args.no_smoothing else OneEuroConfig(min_cutoff=args.min_cutoff, beta=args.beta)
-    try:
+    with refusing(FileNotFoundError, ValueError):  # a missing video, or one PyAV cannot read
         stats = extract_poses(args.video, args.output, smoothing=smoothing,
                               config=PoseConfig(model_complexity=args.model_complexity, segmentation=False))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     print(f"{args.output}: {stats.frames} frames, detection rate {stats.detection_rate:.1%}, "
           f"{stats.pose_ms_per_frame:.1f} ms/frame pose")
-    return 0
+    return Exit.OK
 
 
 def register(sub: argparse._SubParsersAction) -> None:

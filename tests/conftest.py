@@ -1,18 +1,17 @@
 """Shared fixtures: where the real test media lives, skipping cleanly where it does not."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("STREAM_MEDIA", REPO.parent / "shared" / "media"))
+from launch.media import ENV, media_root
 
 
 @pytest.fixture(scope="session")
 def media() -> Path:
-    """The real media folder (../shared/media); tests that need it skip where it is absent."""
-    if not MEDIA.is_dir():
-        pytest.skip(f"real media not found at {MEDIA} (set STREAM_MEDIA or check out ../shared)")
-    return MEDIA
+    """The real media folder (`launch.media`); tests that need it skip where it is absent."""
+    folder = media_root()
+    if not folder.is_dir():
+        pytest.skip(f"real media not found at {folder} (set {ENV} or check out ../shared)")
+    return folder

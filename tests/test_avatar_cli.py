@@ -19,6 +19,7 @@ from PIL import Image
 
 from avatars.body.skeleton import NUM_PARTS
 from launch.cli import main
+from launch.command import Exit
 
 REPO = Path(__file__).resolve().parents[1]
 CROP = 32
@@ -102,9 +103,9 @@ def test_train_avatar_resumes_the_step_count_and_refuses_conflicts(checkpoints, 
     assert code == 0 and "nothing to do" in out and a.stat().st_mtime_ns == stamp
     # a different model cannot resume this one
     code, out, err = run("train-avatar", data, "-o", a, "--kind", "direct", "--steps", "20")
-    assert code == 1 and err.startswith(f"error: {a} is a textured avatar") and "--kind direct" in err
+    assert code == Exit.REFUSED and err.startswith(f"error: {a} is a textured avatar") and "--kind direct" in err
     code, _, err = run("train-avatar", data, "-o", a, "--size", "paper", "--steps", "20")
-    assert code == 1 and "--size paper" in err
+    assert code == Exit.REFUSED and "--size paper" in err
     assert a.stat().st_mtime_ns == stamp
 
 
@@ -134,21 +135,21 @@ def test_train_and_eval_refuse_what_is_not_a_dataset_or_a_checkpoint(checkpoints
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run("train-avatar", empty, "-o", tmp_path / "x.safetensors", "--steps", "1")
-    assert code == 1 and err == f"error: {empty}: not an avatar dataset (no meta.json); make one with prepare-avatar\n"
+    assert code == Exit.REFUSED and err == f"error: {empty}: not an avatar dataset (no meta.json); make one with prepare-avatar\n"
     code, _, err = run("train-avatar", tmp_path / "nowhere", "-o", tmp_path / "x.safetensors")
-    assert code == 1 and f"{tmp_path / 'nowhere'}: no such dataset folder" in err
+    assert code == Exit.REFUSED and f"{tmp_path / 'nowhere'}: no such dataset folder" in err
     assert not (tmp_path / "x.safetensors").exists()
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x80\x04 not a safetensors file")
     code, _, err = run("eval-avatar", checkpoints["textured"], bad, data, "-o", tmp_path / "ev")
-    assert code == 1 and err.startswith(f"error: {bad}: not an avatar checkpoint")
+    assert code == Exit.REFUSED and err.startswith(f"error: {bad}: not an avatar checkpoint")
     code, _, err = run("eval-avatar", tmp_path / "missing.safetensors", data)
-    assert code == 1 and f"{tmp_path / 'missing.safetensors'}: no such file" in err
+    assert code == Exit.REFUSED and f"{tmp_path / 'missing.safetensors'}: no such file" in err
     code, _, err = run("eval-avatar", checkpoints["textured"], data, "--split", "test")
-    assert code == 1 and "no split 'test'" in err
+    assert code == Exit.REFUSED and "no split 'test'" in err
     code, _, err = run("train-avatar", data, "-o", bad, "--steps", "1")        # resuming from a non-avatar
-    assert code == 1 and err.startswith(f"error: {bad}: not an avatar checkpoint")
+    assert code == Exit.REFUSED and err.startswith(f"error: {bad}: not an avatar checkpoint")
     assert not (tmp_path / "ev").exists()
 
 
@@ -156,7 +157,7 @@ def test_prepare_avatar_refuses_a_missing_video():
     missing = REPO / "no_such_clip.mp4"
     p = subprocess.run([sys.executable, "-m", "launch", "prepare-avatar", str(missing), "-o", "unused"],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 1 and p.stderr.strip() == f"error: video not found: {missing}"
+    assert p.returncode == Exit.REFUSED and p.stderr.strip() == f"error: video not found: {missing}"
     assert not (REPO / "unused").exists()
 
 
@@ -175,14 +176,14 @@ def test_prepare_avatar_refuses_a_video_without_a_person(tmp_path):
         for packet in s.encode():
             c.mux(packet)
     code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--quiet")
-    assert code == 1 and err == f"error: {video}: no frame with a visible person\n"
+    assert code == Exit.REFUSED and err == f"error: {video}: no frame with a visible person\n"
     assert not (tmp_path / "d" / "frames.npz").exists()
     code, _, err = run("prepare-avatar", "-o", tmp_path / "d")
-    assert code == 1 and "give a VIDEO or --mannequin" in err
+    assert code == Exit.REFUSED and "give a VIDEO or --mannequin" in err
     code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--motions", "walk")
-    assert code == 1 and "--motions go with --mannequin" in err
+    assert code == Exit.REFUSED and "--motions go with --mannequin" in err
     code, _, err = run("prepare-avatar", video, "-o", tmp_path / "d", "--size", "40")
-    assert code == 1 and "multiple of 16" in err
+    assert code == Exit.REFUSED and "multiple of 16" in err
 
 
 def test_prepare_avatar_on_a_real_clip(media, tmp_path):
@@ -216,4 +217,4 @@ def test_train_avatar_init_from_a_trained_avatar_keeps_its_generator_and_takes_t
     assert not torch.equal(a["textures"], b["textures"])  # re-initialised from the pixels of this data
     code, _, err = run("train-avatar", data, "-o", data.parent / "bad.safetensors", "--init-from",
                        checkpoints["direct"], "--steps", "1", *FAST)
-    assert code == 1 and "cannot start from it: kind direct (this run: textured)" in err
+    assert code == Exit.REFUSED and "cannot start from it: kind direct (this run: textured)" in err

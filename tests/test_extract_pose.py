@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from avatars.body.pose import load_poses
+from launch.command import Exit
 from clips import mannequin_clip
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,4 +27,4 @@ def test_extract_pose_writes_a_track_and_reports_detection(tmp_path):
 def test_extract_pose_names_a_missing_video(tmp_path):
     r = subprocess.run([sys.executable, "-m", "launch", "extract-pose", str(tmp_path / "nope.mp4"), "-o",
                         str(tmp_path / "x.npz")], cwd=REPO, capture_output=True, text=True)
-    assert r.returncode == 1 and "nope.mp4" in r.stderr and not (tmp_path / "x.npz").exists()
+    assert r.returncode == Exit.REFUSED and "nope.mp4" in r.stderr and not (tmp_path / "x.npz").exists()

@@ -17,6 +17,7 @@ import yaml
 from PIL import Image
 
 from launch.cli import main
+from launch.command import Exit
 from stream.graph import build_graph, load_graph
 from stream.media import probe
 
@@ -182,7 +183,7 @@ def test_train_style_writes_a_checkpoint_that_stylize_uses_and_resumes(files, tm
     assert "nothing to do" in capsys.readouterr().out
     assert json.loads(ckpt.with_suffix(".json").read_text()) == meta
     # the network's shape cannot change under a resume
-    assert main(["train-style", "-o", str(ckpt), "--steps", "9", "--residual-blocks", "2", *THREADS]) == 1
+    assert main(["train-style", "-o", str(ckpt), "--steps", "9", "--residual-blocks", "2", *THREADS]) == Exit.REFUSED
     assert "--residual-blocks" in capsys.readouterr().err
     # --no-resume starts over
     assert main([*args, "--steps", "2", "--no-resume"]) == 0
@@ -210,6 +211,31 @@ def test_synthesize_texture_from_a_trained_texturenet(files, tmp_path):
     a, b = (_rgb(folder / f"texture_{s:03d}.png") for s in (0, 1))
     assert a.shape == b.shape == (24, 40, 3)
     assert np.abs(a - b).mean() > 2  # two seeds, two samples (an untrained batch-norm net ignores its noise)
+
+
+def test_extract_frames_keeps_the_held_out_clip_out_and_train_style_uses_them(files, tmp_path, capsys):
+    """The cheap half of training on what the stylizer will see: frames from clips, a shallower content
+    layer and a decaying learning rate (a few steps: a smoke test, not a training run)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    make_clip(videos / "dance.mp4", frames=12, fps=12)           # 1 s: frames at 0, 0.5 s
+    make_clip(videos / "hybrik_taiji.mp4", frames=6, fps=12)     # the evaluation clip
+    frames = tmp_path / "frames"
+    assert main(["extract-frames", str(videos), "-o", str(frames), "--every", "0.5", "--max-side", "48"]) == 0
+    assert "held out: hybrik_taiji.mp4" in capsys.readouterr().out
+    written = sorted(p.name for p in frames.iterdir())
+    assert written == ["dance_00000.jpg", "dance_00006.jpg"]
+    assert max(Image.open(frames / written[0]).size) == 48
+    ckpt = tmp_path / "video_style.safetensors"
+    assert main(["train-style", "--style", str(files["style"]), "--content", str(frames), "-o", str(ckpt),
+                 "--size", "32", "--style-size", "48", "--steps", "3", "--batch", "1", "--channels", "4", "8", "8",
+                 "--residual-blocks", "1", "--content-layers", "relu2_2", "relu4_2", "--lr-final", "1e-4",
+                 "--quiet", *THREADS]) == 0
+    train = json.loads(ckpt.with_suffix(".json").read_text())["train"]
+    assert train["loss"]["content_layers"] == ["relu2_2", "relu4_2"] and train["lr_final"] == 1e-4
+    assert train["content_dir"] == "frames"                        # the record names data, not machine paths
+    assert main(["extract-frames", str(tmp_path / "none"), "-o", str(frames)]) != 0
+    assert "none" in capsys.readouterr().err
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -240,7 +266,7 @@ def test_bad_input_exits_non_zero_naming_the_problem(files, tmp_path, capsys):
     for argv, named in _bad_cases(files, tmp_path):
         code = main(argv)
         err = capsys.readouterr().err
-        assert code != 0, argv
+        assert code == Exit.REFUSED, argv
         assert err.startswith("error: ") and named in err, (argv, err)
     assert not list(tmp_path.glob("o.*")) and not (tmp_path / "c.safetensors").exists()
 

@@ -1,0 +1,73 @@
+"""The convention every command follows: how it refuses, how it ends, what the command modules share.
+
+A command does its work and returns `Exit.OK`, or raises `Refused` before doing any (bad input:
+a missing or unreadable file, an invalid graph, the wrong kind of checkpoint), which
+`launch.cli.main` logs as ``error: ...`` and turns into `Exit.REFUSED`, the code argparse gives
+a malformed command line. A job that started and could not finish returns `Exit.FAILED`; one
+stopped by Ctrl-C `Exit.INTERRUPTED` (the supervisor's codes are the same).
+"""
+from __future__ import annotations
+
+import contextlib
+from enum import IntEnum
+from typing import Iterator
+
+NO_STEP_LIMIT = 10 ** 9  # --minutes without --steps: the time limit decides
+
+
+class Exit(IntEnum):
+    """Exit codes of every command (`python -m launch --help` shows the table)."""
+
+    OK = 0
+    FAILED = 1
+    REFUSED = 2
+    INTERRUPTED = 130
+
+
+EXIT_MEANINGS = {
+    Exit.OK: "done: the command did all its work (a live graph also when stopped by --for)",
+    Exit.FAILED: "the work started and did not finish (a node failed, restarts ran out, training stopped)",
+    Exit.REFUSED: "refused before any work: bad command line or bad input (missing file, invalid graph, "
+                  "wrong kind of checkpoint); the message says which",
+    Exit.INTERRUPTED: "interrupted (Ctrl-C); a lossless job leaves no output that looks complete",
+}
+
+
+def exit_table() -> str:
+    """The exit codes as the `--help` epilog shows them."""
+    return "exit codes:\n" + "\n".join(f"  {int(code):<4} {text}" for code, text in EXIT_MEANINGS.items())
+
+
+class Refused(Exception):
+    """The command refuses its input; the message names the file or option and what is wrong."""
+
+
+@contextlib.contextmanager
+def refusing(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn the library's input errors (e.g. FileNotFoundError, ValueError) into `Refused`, message kept."""
+    try:
+        yield
+    except errors as exc:
+        raise Refused(str(exc)) from exc
+
+
+def device_option(spec: str) -> str:
+    """A --device value checked against this machine (auto: the GPU where there is one)."""
+    from stream.devices import resolve_device
+    from stream.node import NodeError
+
+    with refusing(NodeError, ValueError):
+        return resolve_device(spec)
+
+
+def set_threads(n: int | None) -> None:
+    """--threads: torch's CPU threads (0 or None: torch's default)."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def duration(seconds: float) -> str:
+    """Training time as people read it: seconds up to a minute and a half, then minutes."""
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
