@@ -1,22 +1,19 @@
 """Benchmark: bone rasterizer (fast numpy path vs batched torch path) and mannequin render rate.
 
-Run as ``python bench/bones.py``. One CPU thread for stable numbers. The baseline for the
+Run as ``python -m launch bench bones``. One CPU thread for stable numbers. The baseline for the
 ratio is the torch path run in the same process on the same poses (one pose per call,
 the streaming situation); the torch path's batched rate is printed too.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avatars.body.bones import rasterize_bones, rasterize_bones_torch  # noqa: E402
-from avatars.body.mannequin import Camera, Mannequin, MannequinSequence  # noqa: E402
+from avatars.body.bones import rasterize_bones, rasterize_bones_torch
+from avatars.body.mannequin import Camera, Mannequin, MannequinSequence
 
 
 def per_call(fn, items, repeat: int) -> float:
@@ -30,7 +27,8 @@ def per_call(fn, items, repeat: int) -> float:
     return float(np.median(rounds))
 
 
-def main() -> None:
+def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="bench bones", description=__doc__.split("\n\n")[0]).parse_args(argv)
     torch.set_num_threads(1)
     mannequin = Mannequin()
     for size in (256, 512):
@@ -47,7 +45,4 @@ def main() -> None:
         seq = MannequinSequence(motion, num_frames=30, mannequin=mannequin)
         t = per_call(lambda i: seq[i], range(len(seq)), repeat=3)
         print(f"mannequin 256x256 {motion:>6}: {t * 1e3:5.1f} ms/frame = {1 / t:5.0f} frames/s (goal >= 20)")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -6,37 +6,33 @@ what the noise changes. Reports, on unseen frames, the mean pairwise RMS distanc
 outputs for 6 noises (0..255 grey levels) and the style+content loss, and writes
 docs/figures/diversity.png (rows: lambda values; columns: noises).
 
-    python bench/diversity.py [--lambdas 0 0.5] [--steps 300] [--size 128] [--threads 1]
+    python -m launch bench diversity [--lambdas 0 0.5] [--steps 300] [--size 128] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import itertools
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from avatars.style.losses import LossConfig, PerceptualLoss  # noqa: E402
-from avatars.style.training import StyleTrainConfig, load_image, train_stylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
-from avatars.style.texturenet import TextureNetConfig  # noqa: E402
-from bench.stylize import MEDIA, eval_frames  # noqa: E402
+from avatars.style.losses import LossConfig, PerceptualLoss
+from avatars.style.training import StyleTrainConfig, load_image, train_stylizer
+from avatars.style.checkpoint import load_stylizer
+from avatars.style.texturenet import TextureNetConfig
+from bench.stylize import MEDIA, eval_frames
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench diversity")
     ap.add_argument("--style", default=str(MEDIA / "style" / "starry_night.jpg"))
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.5])
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     content = eval_frames(2, args.size)
     n_noise = 6
@@ -49,7 +45,7 @@ def main() -> None:
                                style_size=int(args.size * 1.25), batch_size=args.repeat,
                                repeat_content=args.repeat, steps=args.steps,
                                sample_every=args.steps, checkpoint_every=args.steps)
-        result = train_stylizer(cfg, REPO / "runs" / "diversity" / f"lambda_{lam:g}.safetensors", progress=False)
+        result = train_stylizer(cfg, Path("runs") / "diversity" / f"lambda_{lam:g}.safetensors", progress=False)
         net = load_stylizer(result.checkpoint)
         loss = PerceptualLoss(dataclasses.replace(cfg.loss, bf16=False, diversity_weight=0.0, tv_weight=0.0),
                               load_image(args.style, cfg.style_size))
@@ -67,9 +63,7 @@ def main() -> None:
               f"style+content loss {l:.3f}, training {result.final_losses} ({result.seconds:.0f} s)")
     from torchvision.utils import save_image
 
-    (REPO / "docs" / "figures").mkdir(parents=True, exist_ok=True)
-    save_image(torch.cat(rows), REPO / "docs" / "figures" / "diversity.png", nrow=n_noise, padding=4, pad_value=1)
+    (Path("docs") / "figures").mkdir(parents=True, exist_ok=True)
+    save_image(torch.cat(rows), Path("docs") / "figures" / "diversity.png", nrow=n_noise, padding=4, pad_value=1)
 
-
-if __name__ == "__main__":
-    main()
+    return 0

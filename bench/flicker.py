@@ -4,35 +4,32 @@ Stylizes consecutive frames of a real video per frame and with the flicker measu
 smoothing; flow-guided smoothing), and for a TextureNet with fixed vs fresh noise per frame.
 Lower is steadier; the input video's own warping error is the floor.
 
-    python bench/flicker.py [--video ../shared/media/video/hybrik_taiji.mp4] [--frames 40] [--width 480]
+    python -m launch bench flicker [--video ../shared/media/video/hybrik_taiji.mp4] [--frames 40] [--width 480]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from avatars.style.flicker import warping_error  # noqa: E402
-from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
-from bench.stylize import MEDIA, video_frames  # noqa: E402
+from avatars.core.weights import resolve_weights
+from avatars.style.flicker import warping_error
+from avatars.style.stylize import FastPathConfig, FrameStylizer
+from avatars.style.checkpoint import load_stylizer
+from bench.stylize import MEDIA, video_frames
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench flicker")
     ap.add_argument("--video", type=Path, default=MEDIA / "video" / "hybrik_taiji.mp4")
-    ap.add_argument("--ckpt", type=Path, default=REPO / "avatars" / "weights" / "starry_night.safetensors")
-    ap.add_argument("--texturenet", type=Path, default=REPO / "runs" / "diversity" / "lambda_0.5.safetensors")
+    ap.add_argument("--ckpt", type=Path, default=resolve_weights("starry_night", "style"))
+    ap.add_argument("--texturenet", type=Path, default=Path("runs") / "diversity" / "lambda_0.5.safetensors")
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--width", type=int, default=480)
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     frames = video_frames(args.video, args.frames)
@@ -54,6 +51,4 @@ def main() -> None:
         fresh = [FrameStylizer(tnet, cfg=FastPathConfig(seed=i))(f) for i, f in enumerate(frames)]
         print(f"  TextureNet {args.texturenet.stem}, fresh noise per frame: {warping_error(frames, fresh):.5f}")
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -5,40 +5,37 @@ Gatys (L-BFGS from the content image, same loss, same VGG-19) runs until it reac
 The ratio of its time to the network's time per frame is the speed-up (the paper: ~500x).
 Also shows refinement: a few L-BFGS steps started from the network's output.
 
-    python bench/gatys_vs_feedforward.py [--ckpt avatars/weights/style/starry_night.safetensors] [--frames 2]
+    python -m launch bench gatys_vs_feedforward [--ckpt avatars/weights/style/starry_night.safetensors] [--frames 2]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from avatars.style.gatys import GatysConfig, stylize  # noqa: E402
-from avatars.style.losses import PerceptualLoss  # noqa: E402
-from avatars.style.training import config_of_checkpoint, load_image  # noqa: E402
-from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
-from bench.stylize import eval_frames  # noqa: E402
+from avatars.core.weights import resolve_weights
+from avatars.style.gatys import GatysConfig, stylize
+from avatars.style.losses import PerceptualLoss
+from avatars.style.training import config_of_checkpoint, load_image
+from avatars.style.stylize import FastPathConfig, FrameStylizer
+from avatars.style.checkpoint import load_stylizer
+from bench.stylize import eval_frames, style_image
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--ckpt", type=Path, default=REPO / "avatars" / "weights" / "starry_night.safetensors")
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench gatys_vs_feedforward")
+    ap.add_argument("--ckpt", type=Path, default=resolve_weights("starry_night", "style"))
     ap.add_argument("--frames", type=int, default=2)
     ap.add_argument("--max-seconds", type=float, default=240)
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     train = config_of_checkpoint(args.ckpt)
-    loss = PerceptualLoss(dataclasses.replace(train.loss, bf16=False), load_image(train.style, train.style_size))
+    loss = PerceptualLoss(dataclasses.replace(train.loss, bf16=False), load_image(style_image(train.style), train.style_size))
     net = FrameStylizer(load_stylizer(args.ckpt), cfg=FastPathConfig(bf16=False, channels_last=True))
     for x in eval_frames(args.frames, 256):
         x = x[None]
@@ -61,6 +58,4 @@ def main() -> None:
         print(f"  refinement from the network output: loss {target:.3f} -> {ref.history[-1][1]:.3f} "
               f"in 20 L-BFGS steps ({ref.history[-1][0]:.1f} s)")
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -21,9 +21,9 @@ from avatars.core.weights import resolve_weights
 from avatars.style.checkpoint import load_stylizer
 from avatars.style.evaluation import backgrounds, composite, people, person_changes
 from avatars.style.stylize import FastPathConfig, FrameStylizer
+from launch.media import media_root
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = REPO.parent / "shared" / "media"
+MEDIA = media_root()
 VARIANTS = {"frame": FastPathConfig(), "person, masked statistics": FastPathConfig(region="person", mask_mode="stats"),
             "person, crop on grey fill + masked statistics": FastPathConfig(region="person", mask_mode="fill")}
 
@@ -31,7 +31,7 @@ VARIANTS = {"frame": FastPathConfig(), "person, masked statistics": FastPathConf
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m launch bench mask_style")
     ap.add_argument("--style", default="starry_night")
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "figures" / "mask_style.png")
+    ap.add_argument("--out", type=Path, default=Path("docs") / "figures" / "mask_style.png")
     args = ap.parse_args(argv)
     model = load_stylizer(resolve_weights(args.style, "style"))
     bgs, found = backgrounds(MEDIA), people(MEDIA)
@@ -48,9 +48,3 @@ def main(argv: list[str]) -> int:
     cv2.imwrite(str(args.out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
     print(f"  picture: {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main(sys.argv[1:]))

@@ -4,37 +4,33 @@ Trains both variants with identical settings (seed, crops, steps, loss) and writ
 training loss of each, their loss curves and their outputs on unseen frames side by side:
 docs/figures/norm_in_vs_bn.png and docs/figures/norm_in_vs_bn_loss.png.
 
-    python bench/norm_compare.py [--steps 300] [--size 128] [--threads 1]
+    python -m launch bench norm_compare [--steps 300] [--size 128] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from avatars.style.checkpoint import read_style_record  # noqa: E402
-from avatars.style.training import StyleTrainConfig, train_stylizer  # noqa: E402
-from avatars.style.stylenet import StyleNetConfig  # noqa: E402
-from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
-from bench.stylize import MEDIA, eval_frames  # noqa: E402
+from avatars.style.checkpoint import read_style_record
+from avatars.style.training import StyleTrainConfig, train_stylizer
+from avatars.style.stylenet import StyleNetConfig
+from avatars.style.stylize import FastPathConfig, FrameStylizer
+from avatars.style.checkpoint import load_stylizer
+from bench.stylize import MEDIA, eval_frames
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench norm_compare")
     ap.add_argument("--style", default=str(MEDIA / "style" / "starry_night.jpg"))
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    runs = REPO / "runs" / "norm"
+    runs = Path("runs") / "norm"
     out = {}
     for norm in ("instance", "batch"):
         cfg = StyleTrainConfig(style=args.style, content_dir=str(MEDIA / "content"), image_size=args.size,
@@ -45,7 +41,7 @@ def main() -> None:
         out[norm] = result
         print(f"StyleNet-{'IN' if norm == 'instance' else 'BN'}: final training loss {result.final_losses} "
               f"({result.steps} steps, {result.seconds:.0f} s)")
-    figures = REPO / "docs" / "figures"
+    figures = Path("docs") / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     content = eval_frames(3, args.size * 2)
     rows = [content]
@@ -74,6 +70,4 @@ def main() -> None:
     fig.savefig(figures / "norm_in_vs_bn_loss.png", dpi=90)
     print("rows of docs/figures/norm_in_vs_bn.png: unseen frames, StyleNet-IN, StyleNet-BN (eval mode)")
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,23 +1,22 @@
 """Measure MediaPipe Pose on the real videos and on mannequin renders: detection rate, time per frame.
 
-Run as ``python bench/pose.py [MEDIA_DIR]`` (default ../shared/media). Mannequin rows also
+Run as ``python -m launch bench pose [MEDIA_DIR]`` (default: `launch.media`). Mannequin rows also
 report the median pixel error of the 12 limb joints against the exact ground truth, and
 the share of frames where left and right are swapped. The baseline for the ratio is
 MediaPipe on the mannequin at 256x256 in the same process.
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avatars.body.mannequin import MOTIONS, Camera, Mannequin, MannequinConfig, MannequinSequence  # noqa: E402
-from avatars.body.pose import PoseEstimator, extract_poses  # noqa: E402
-from avatars.body.skeleton import LM  # noqa: E402
+from avatars.body.mannequin import MOTIONS, Camera, Mannequin, MannequinConfig, MannequinSequence
+from avatars.body.pose import PoseEstimator, extract_poses
+from avatars.body.skeleton import LM
+from launch.media import media_root
 
 BODY = [LM[f"{s}_{j}"] for s in ("left", "right") for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
 SWAP = [LM[f"{s}_{j}"] for s in ("right", "left") for j in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")]
@@ -50,8 +49,10 @@ def mannequin_rows(frames: int = 60) -> float:
     return float(np.mean(times))
 
 
-def main() -> None:
-    media = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "media"
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench pose", description=__doc__.split("\n\n")[0])
+    ap.add_argument("media", nargs="?", type=Path, default=media_root(), help="media folder (with video/)")
+    media = ap.parse_args(argv).media
     baseline_ms = 1e3 * mannequin_rows()
     videos = sorted(p for p in (media / "video").iterdir() if p.is_file() and p.suffix in (".mp4", ".gif", ".avi"))
     for video in videos:
@@ -59,7 +60,4 @@ def main() -> None:
         print(f"{video.name:>36}: {stats.frames:4d} frames, detected {stats.detection_rate:6.1%}, "
               f"{stats.pose_ms_per_frame:5.1f} ms/frame pose ({stats.pose_ms_per_frame / baseline_ms:4.1f}x the "
               f"mannequin 256x256 baseline), {1e3 * stats.wall_s / stats.frames:5.1f} ms/frame with decoding")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -7,13 +7,12 @@ the baseline is TransformerNet in fp32, contiguous
 layout. Where trained checkpoints of both exist, the style+content loss of each output is
 measured on real video frames that no model was trained on (fp32 VGG-19, same loss as training).
 
-    python bench/stylize.py [--ours CKPT] [--baseline CKPT] [--seconds 3] [--threads N]
+    python -m launch bench stylize [--ours CKPT] [--baseline CKPT] [--seconds 3] [--threads N]
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
@@ -21,20 +20,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from avatars.style.losses import PerceptualLoss  # noqa: E402
-from avatars.style.checkpoint import read_style_record  # noqa: E402
-from avatars.style.training import config_of_checkpoint, load_image  # noqa: E402
-from avatars.style.stylenet import StyleNet, StyleNetConfig, TransformerNet  # noqa: E402
-from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
+from avatars.core.weights import resolve_weights
+from avatars.style.checkpoint import load_stylizer, read_style_record
+from avatars.style.losses import PerceptualLoss
+from avatars.style.stylenet import StyleNet, StyleNetConfig
+from avatars.style.stylize import FastPathConfig, FrameStylizer
+from avatars.style.training import config_of_checkpoint, load_image
+from bench.baselines.transformer_net import TransformerNet
+from launch.media import media_root
 
 SIZES = ((256, 256), (512, 512), (720, 1280))
-MEDIA = REPO.parent / "shared" / "media"
-DEFAULT_OURS = REPO / "avatars" / "weights" / "starry_night.safetensors"
-DEFAULT_BASELINE = REPO / "runs" / "styles" / "baseline_transformernet_starry_night.safetensors"
+MEDIA = media_root()
+DEFAULT_BASELINE = Path("runs/styles/baseline_transformernet_starry_night.safetensors")
 EVAL_VIDEO = MEDIA / "video" / "hybrik_taiji.mp4"
 
 
@@ -86,9 +83,15 @@ def style_content_loss(stylizer: FrameStylizer, loss: PerceptualLoss, content: t
     return (terms["style"] + terms["content"]).item()
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--ours", type=Path, default=DEFAULT_OURS)
+def style_image(name_or_path: str) -> Path:
+    """A training record's style image: the file where it is one, else by name in the media's style/."""
+    path = Path(name_or_path)
+    return path if path.is_file() else MEDIA / "style" / path.name
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench stylize", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ours", type=Path, default=resolve_weights("starry_night", "style"))
     ap.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
     ap.add_argument("--seconds", type=float, default=3.0, help="timing per model and size")
     ap.add_argument("--threads", type=int, default=None)
@@ -104,30 +107,24 @@ def main(argv: list[str] | None = None) -> dict:
           f"ours: {args.ours.name if trained else 'untrained'} StyleNet{list(ours_net.cfg.channels)} "
           f"({sum(p.numel() for p in ours_net.parameters()):,} params, {'bf16' if ours.bf16 else 'fp32'}+channels-last) vs "
           f"TransformerNet fp32 ({sum(p.numel() for p in base.model.parameters()):,} params)")
-    report: dict = {"fps": {}}
     rng = np.random.default_rng(0)
     print(f"{'size':>10} {'ours fps':>9} {'base fps':>9} {'speed-up':>9}")
     for h, w in SIZES:
         frame = (rng.random((h, w, 3)) * 255).astype(np.uint8)
         f_ours = frames_per_second(ours, frame, args.seconds)
         f_base = frames_per_second(base, frame, args.seconds)
-        report["fps"][f"{w}x{h}"] = (f_ours, f_base)
         print(f"{w:>5}x{h:<4} {f_ours:9.2f} {f_base:9.2f} {f_ours / f_base:8.2f}x")
     if trained and args.baseline.is_file():
         style = config_of_checkpoint(args.ours)
-        loss = PerceptualLoss(dataclasses.replace(style.loss, bf16=False), load_image(style.style, style.style_size))
+        loss = PerceptualLoss(dataclasses.replace(style.loss, bf16=False),
+                              load_image(style_image(style.style), style.style_size))
         content = eval_frames()
         l_ours, l_ours32 = style_content_loss(ours, loss, content), style_content_loss(ours_fp32, loss, content)
         l_base = style_content_loss(base, loss, content)
         steps = {p.name: read_style_record(p)["step"] for p in (args.ours, args.baseline)}
-        report["loss"] = {"ours": l_ours, "ours_fp32": l_ours32, "baseline": l_base}
         print(f"style+content loss on {len(content)} unseen 256x256 frames of {EVAL_VIDEO.name}: "
               f"ours (fast path) {l_ours:.3f}, ours fp32 {l_ours32:.3f}, baseline {l_base:.3f} "
               f"(ratio {l_ours / l_base:.2f}; training steps {steps})")
     else:
         print("loss comparison skipped: needs trained checkpoints of both (--ours, --baseline)")
-    return report
-
-
-if __name__ == "__main__":
-    main()
+    return 0

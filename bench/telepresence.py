@@ -13,12 +13,11 @@ and the mannequin dancing otherwise (flat shading on black: the codec's best cas
 Ratios are against the keypoint message, all measured in this one process. Also the compute the
 graph splits between the hosts: pose per frame (laptop), avatar and stylizer per frame (render host).
 
-    python bench/telepresence.py [--video PATH | --mannequin] [--frames 90] [--threads 1]
+    python -m launch bench telepresence [--video PATH | --mannequin] [--frames 90] [--threads 1]
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -27,20 +26,19 @@ import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avatars.avatar.model import AvatarRenderer  # noqa: E402
-from avatars.body.mannequin import Camera, MannequinSequence  # noqa: E402
-from avatars.body.pose import PoseEstimator  # noqa: E402
-from avatars.core.weights import resolve_weights  # noqa: E402
-from avatars.style.stylize import FastPathConfig, FrameStylizer  # noqa: E402
-from avatars.style.checkpoint import load_stylizer  # noqa: E402
-from stream.keypoints import keypoint_message  # noqa: E402
-from stream.media import encoder_options  # noqa: E402
-from stream.wire import encode, wire_array  # noqa: E402
+from avatars.avatar.model import AvatarRenderer
+from avatars.body.mannequin import Camera, MannequinSequence
+from avatars.body.pose import PoseEstimator
+from avatars.core.weights import resolve_weights
+from avatars.style.stylize import FastPathConfig, FrameStylizer
+from avatars.style.checkpoint import load_stylizer
+from launch.media import media_root
+from stream.keypoints import keypoint_message
+from stream.media import encoder_options
+from stream.wire import encode, wire_array
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
-VIDEO = Path(__file__).resolve().parents[2] / "shared" / "media" / "video" / "hybrik_taiji.mp4"
+VIDEO = media_root() / "video" / "hybrik_taiji.mp4"
 
 
 def clip_frames(video: Path | None, n: int) -> tuple[str, list[np.ndarray]]:
@@ -84,13 +82,13 @@ def per_frame_ms(fn, items: list) -> float:
     return (time.perf_counter() - start) / len(items) * 1e3
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench telepresence", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video", type=Path, default=VIDEO if VIDEO.is_file() else None)
     ap.add_argument("--mannequin", action="store_true", help="the mannequin instead of a real video")
     ap.add_argument("--frames", type=int, default=90)
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     what, frames = clip_frames(None if args.mannequin else args.video, args.frames)
 
@@ -124,6 +122,4 @@ def main() -> None:
     print(f"  compute per frame ({args.threads} thread(s)): laptop pose {pose_ms:.1f} ms | render host avatar "
           f"{avatar_ms:.1f} ms + stylizer {style_ms:.1f} ms ({'bf16' if stylizer.bf16 else 'fp32'}) at {WIDTH}x{HEIGHT}")
 
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,31 +1,19 @@
-"""`python -m launch bench WHAT [ARGS]`: runs launch/bench_WHAT.py, or the script bench/WHAT.py of a checkout."""
+"""`python -m launch bench NAME [ARGS]`: runs the benchmark ``bench/NAME.py`` (its ``main(argv)``)."""
 from __future__ import annotations
 
 import importlib
-import runpy
-import sys
-from pathlib import Path
+import pkgutil
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "bench"
+import bench
+from launch.command import Refused
 
 
 def available() -> list[str]:
-    mods = [p.stem.removeprefix("bench_") for p in Path(__file__).parent.glob("bench_*.py")]
-    scripts = [p.stem for p in SCRIPTS.glob("*.py")] if SCRIPTS.is_dir() else []
-    return sorted(set(mods) | set(scripts))
+    """The benchmarks: the modules of the `bench` package (its subpackages hold baselines, not benchmarks)."""
+    return sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if not m.ispkg and not m.name.startswith("_"))
 
 
-def run(what: str, argv: list[str]) -> int:
-    try:
-        module = importlib.import_module(f"launch.bench_{what}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"launch.bench_{what}":
-            raise
-        script = SCRIPTS / f"{what}.py"
-        if not script.is_file():
-            print(f"error: no benchmark {what!r} (available: {', '.join(available())})", file=sys.stderr)
-            return 2
-        sys.argv = [str(script), *argv]
-        runpy.run_path(str(script), run_name="__main__")
-        return 0
-    return module.run(argv)
+def run(name: str, argv: list[str]) -> int:
+    if name not in available():
+        raise Refused(f"no benchmark {name!r} (available: {', '.join(available())})")
+    return int(importlib.import_module(f"bench.{name}").main(argv))

@@ -11,7 +11,8 @@ import torch
 from avatars.style.losses import LossConfig, PerceptualLoss
 from avatars.core.checkpoint import CheckpointError
 from avatars.style.training import ContentCrops, StyleTrainConfig, load_image, train_stylizer
-from avatars.style.stylenet import StyleNet, StyleNetConfig, TransformerNet
+from avatars.style.stylenet import StyleNet, StyleNetConfig
+from bench.baselines.transformer_net import TransformerNet
 from avatars.style.stylize import FastPathConfig, FrameStylizer, sample_textures
 from avatars.style.checkpoint import load_stylizer, read_style_record, save_stylizer
 from avatars.style.texturenet import TextureNet, TextureNetConfig

@@ -4,11 +4,9 @@
 Ulyanov et al. (2017): instance normalisation (StyleNet-IN, the default) discards the content
 image's contrast, which makes stylization much easier to learn than with batch normalisation
 (StyleNet-BN, kept for the comparison of the thesis, Fig. 3.3). Width and depth are
-configurable so that a narrow variant can run in real time on a CPU.
-
-``TransformerNet`` is the same architecture at the fixed size of pytorch/examples'
-fast_neural_style (32-64-128 channels, 5 residual blocks, outputs in 0-255): the plain fp32
-baseline that the benchmark compares our fast path against.
+configurable so that a narrow variant can run in real time on a CPU (pytorch/examples'
+TransformerNet, the benchmark's baseline, is this network at 32-64-128 channels:
+`bench.baselines.transformer_net`).
 """
 from __future__ import annotations
 
@@ -111,18 +109,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if not (ph or pw):
         return x
     return F.pad(x, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-
-
-class TransformerNet(StyleNet):
-    """pytorch/examples fast_neural_style TransformerNet: the reference-width StyleNet-IN.
-
-    Same layers in the same order as the original (9x9 conv 32, strided 3x3 convs 64 and 128,
-    five residual blocks, nearest-upsample + conv back to 64 and 32, 9x9 conv to RGB, instance
-    norm with affine parameters, reflection padding). Only the benchmark uses it, in plain fp32.
-    """
-
-    def __init__(self):
-        super().__init__(StyleNetConfig(channels=(32, 64, 128), n_residual=5, norm="instance"))
-        for m in self.modules():  # the baseline keeps torch's own instance norm, as pytorch/examples has it
-            if isinstance(m, InstanceNorm):
-                m.__class__ = nn.InstanceNorm2d

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-GRAPH = REPO / "graphs" / "rerender.yaml"
-MEDIA = Path(os.environ.get("STREAM_MEDIA", REPO.parent / "shared" / "media"))
+from launch.command import Exit
+from launch.media import media_root
+from launch.shipped import graph_file
+
+log = logging.getLogger(__name__)
 
 
 def plain_loop(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0) -> int:
@@ -79,10 +82,10 @@ def run_graph(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0, 
     from launch.cli import main
 
     with tempfile.TemporaryDirectory() as tmp:
-        graph = GRAPH
+        graph = shipped = graph_file("rerender")
         if delay_ms:
             graph = Path(tmp) / "slow.yaml"
-            graph.write_text(GRAPH.read_text().replace(
+            graph.write_text(shipped.read_text().replace(
                 "edges:\n  - source.out -> sink.in",
                 f"  - {{name: slow, kind: delay, params: {{ms: {delay_ms}, busy: true}}}}\n"
                 "edges:\n  - source.out -> slow.in\n  - slow.out -> sink.in"))
@@ -98,18 +101,18 @@ def run_graph(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0, 
         return seconds, json.loads(report.read_text())["nodes"]["sink"]["extra"]["video_frames"]
 
 
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launch bench rerender", description=__doc__,
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench rerender", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--file", default=str(MEDIA / "video" / "hybrik_taiji.mp4"), help="input video")
+    parser.add_argument("--file", default=str(media_root() / "video" / "hybrik_taiji.mp4"), help="input video")
     parser.add_argument("--crf", type=int, default=18)
     parser.add_argument("--preset", default="veryfast")
     parser.add_argument("--delay-ms", type=float, default=30.0, help="per-frame cost of the slow middle stage")
     parser.add_argument("--json", metavar="PATH", help="also write the numbers here")
     args = parser.parse_args(argv)
     if not Path(args.file).is_file():
-        print(f"error: input not found: {args.file}")
-        return 2
+        log.error("input not found: %s", args.file)
+        return Exit.REFUSED
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "out.mp4")
         results: dict[str, float] = {}
@@ -121,8 +124,8 @@ def run(argv: list[str]) -> int:
         seconds, got = run_graph(args.file, out, args.crf, args.preset)
         results["graph_cpu_ms_per_frame"] = (cpu_seconds() - c0) / frames * 1e3
         if got != frames:
-            print(f"error: the graph wrote {got} frames, the loop {frames}")
-            return 1
+            log.error("the graph wrote %d frames, the loop %d", got, frames)
+            return Exit.FAILED
         startup, _ = run_graph(args.file, out, args.crf, args.preset, end=0.01)
         results["graph_fps"] = frames / seconds
         results["graph_startup_s"] = startup

@@ -144,8 +144,8 @@ def _raw_zmq(frame: np.ndarray, fps: float, n: int) -> tuple[float, float]:
 
 def _graph_run(params: dict, workdir: Path) -> dict:
     doc = {"name": f"bench-{params['mode']}", "nodes": [
-        {"name": "source", "kind": "launch.bench_transport:BenchSource", "params": params},
-        {"name": "sink", "kind": "launch.bench_transport:ArrivalSink"}],
+        {"name": "source", "kind": "bench.transport:BenchSource", "params": params},
+        {"name": "sink", "kind": "bench.transport:ArrivalSink"}],
         "edges": ["source.out -> sink.in"]}
     path = workdir / f"{doc['name']}.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -155,8 +155,8 @@ def _graph_run(params: dict, workdir: Path) -> dict:
     return sup.last_report["nodes"]["sink"]
 
 
-def run(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m launch bench transport")
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench transport")
     ap.add_argument("--width", type=int, default=1920)
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--fps", type=float, default=60.0)

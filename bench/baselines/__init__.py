@@ -1,0 +1,1 @@
+"""Reference models the benchmarks compare against (not shipped, not used by the runtime)."""
