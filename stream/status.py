@@ -56,12 +56,15 @@ class StatusView:
                 return
             self._bar.n = min(min(sinks), self._bar.total)
             self._bar.refresh()
-        else:
+        elif any(metrics.values()):  # nothing to show before the first heartbeat
             print(("\r" if self.tty else "") + self.line(metrics, elapsed)[:240], end="" if self.tty else "\n",
                   file=sys.stderr, flush=True)
 
     def close(self, report: dict[str, Any]) -> None:
-        if self._bar is not None:
+        if self._bar is not None:  # its last count, from the final heartbeats: a completed job shows 100%
+            done = [n.get("last_seq", -1) + 1 for name, n in report["nodes"].items() if name in self.graph.sinks()]
+            self._bar.n = min(min(done, default=self._bar.n), self._bar.total)
+            self._bar.refresh()
             self._bar.close()
         elif self.tty and not self.quiet:
             print(file=sys.stderr)

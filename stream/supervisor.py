@@ -21,11 +21,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -41,6 +41,7 @@ from stream.shm import shm_root
 from stream.status import StatusView
 from stream.wire import unpack_bounded
 
+log = logging.getLogger(__name__)
 HEARTBEAT_TIMEOUT_S = 15.0
 GRACE_S = 5.0
 
@@ -156,8 +157,7 @@ class Supervisor:
         h.restarts += 1
         h.incarnation += 1
         h.state, h.restart_at = "waiting", now + delay
-        print(f"[supervisor] {h.label} exited with code {code}; restart {h.restarts}/{h.max_restarts} in {delay:.2f}s",
-              file=sys.stderr, flush=True)
+        log.warning("%s exited with code %s; restart %d/%d in %.2fs", h.label, code, h.restarts, h.max_restarts, delay)
 
     def _receive_status(self) -> None:
         while True:
@@ -203,8 +203,7 @@ class Supervisor:
                     elif h.state == "running" and self._all_finished(h):
                         h.state = "finished"  # it stays up, serving what downstream still reads, until shutdown
                     elif h.state == "running" and now - h.last_heartbeat > HEARTBEAT_TIMEOUT_S:
-                        print(f"[supervisor] {h.label}: no heartbeat for {HEARTBEAT_TIMEOUT_S:.0f}s, killing it",
-                              file=sys.stderr, flush=True)
+                        log.warning("%s: no heartbeat for %.0fs, killing it", h.label, HEARTBEAT_TIMEOUT_S)
                         h.proc.kill()
                     elif h.state == "waiting" and now >= h.restart_at:
                         self._start(h)

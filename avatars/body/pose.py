@@ -15,10 +15,16 @@
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import av
 import numpy as np
@@ -27,6 +33,29 @@ from tqdm import tqdm
 from avatars.body.skeleton import NUM_LANDMARKS
 
 POSE_FILE_FORMAT = "avatars.poses/1"
+log = logging.getLogger(__name__)
+#: MediaPipe's start-up lines: TFLite's "INFO: ...", absl's preamble and its glog-style lines (W0000 00:00...)
+_NATIVE_LINE = re.compile(r"^(INFO: |WARNING: All log messages before absl|[IWEF]\d{4} )")
+
+
+@contextlib.contextmanager
+def _native_log_to_logging() -> Iterator[None]:
+    """MediaPipe's C++ side (absl, TFLite) writes its start-up lines straight to file descriptor 2,
+    where neither GLOG_minloglevel nor TF_CPP_MIN_LOG_LEVEL reach: catch what fd 2 gets while its
+    graph starts and hand it to `logging`, its own lines at debug level (``--log-level debug``),
+    anything else (another thread's) as a warning, so nothing is lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines():
+                log.log(logging.DEBUG if _NATIVE_LINE.match(line) else logging.WARNING, "%s", line)
 
 
 @dataclass(frozen=True)
@@ -140,7 +169,8 @@ class PoseEstimator:
         pts = self._frames / 30.0 if pts is None else float(pts)
         self._frames += 1
         h, w = rgb.shape[:2]
-        r = self._pose.process(np.ascontiguousarray(rgb))
+        with _native_log_to_logging() if self._frames == 1 else contextlib.nullcontext():  # its graph starts here
+            r = self._pose.process(np.ascontiguousarray(rgb))
         if r.pose_landmarks is None:
             if self._filter is not None:
                 self._filter.reset()
