@@ -265,3 +265,14 @@ def test_the_background_no_longer_decides_the_persons_look(media):
     assert np.mean(per_person) < 9 and max(per_person) < 14, per_person
     whole = FrameStylizer(model)
     assert np.mean([np.mean(person_changes(whole, p, bgs[:3])) for p in found[:3]]) > 30
+
+
+def test_learning_rate_decays_over_whichever_limit_ends_the_run():
+    cfg = StyleTrainConfig(style="s.jpg", content_dir=".", steps=100, lr=1e-3, lr_final=1e-4)
+    assert cfg.lr_at(0, 0.0) == pytest.approx(1e-3) and cfg.lr_at(100, 0.0) == pytest.approx(1e-4)
+    assert cfg.lr_at(50, 0.0) == pytest.approx(5.5e-4)                 # cosine: halfway at the mean
+    timed = StyleTrainConfig(style="s.jpg", content_dir=".", steps=10 ** 9, time_limit_s=60, lr_final=0.0)
+    assert timed.lr_at(7, 30.0) == pytest.approx(5e-4) and timed.lr_at(7, 90.0) == 0.0
+    assert StyleTrainConfig(style="s.jpg", content_dir=".").lr_at(50, 10.0) == 1e-3   # no lr_final: constant
+    with pytest.raises(ValueError):
+        StyleTrainConfig(style="s.jpg", content_dir=".", lr_final=1.0)

@@ -10,6 +10,7 @@ loss curve are written as PNGs next to the checkpoint so progress can be watched
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ class StyleTrainConfig:
                                          # noise, so the diversity term sees what the noise changes
     steps: int = 2000
     lr: float = 1e-3
+    lr_final: float | None = None        # cosine decay from lr to this over the run; None: constant
     seed: int = 0
     sample_every: int = 100
     checkpoint_every: int = 100
@@ -66,6 +68,16 @@ class StyleTrainConfig:
             raise ValueError("the diversity term needs batch_size >= 2")
         if self.batch_size % self.repeat_content:
             raise ValueError("batch_size must be a multiple of repeat_content")
+        if self.lr_final is not None and not 0 <= self.lr_final <= self.lr:
+            raise ValueError("lr_final must be in [0, lr]")
+
+    def lr_at(self, step: int, seconds: float) -> float:
+        """The learning rate at this point of the run: cosine from ``lr`` to ``lr_final``, the run's progress
+        being that towards whichever limit (steps or training time) ends it first."""
+        if self.lr_final is None:
+            return self.lr
+        progress = min(1.0, max(step / self.steps, seconds / self.time_limit_s if self.time_limit_s else 0.0))
+        return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -186,6 +198,8 @@ def train_stylizer(cfg: StyleTrainConfig, out: str | Path, resume: bool = True,
             save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
 
     def losses() -> dict[str, torch.Tensor]:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(log.step, log.seconds)
         content = None
         if crops:
             content = crops.sample(cfg.batch_size // cfg.repeat_content).repeat_interleave(cfg.repeat_content, 0)
