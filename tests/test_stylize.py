@@ -276,3 +276,18 @@ def test_learning_rate_decays_over_whichever_limit_ends_the_run():
     assert StyleTrainConfig(style="s.jpg", content_dir=".").lr_at(50, 10.0) == 1e-3   # no lr_final: constant
     with pytest.raises(ValueError):
         StyleTrainConfig(style="s.jpg", content_dir=".", lr_final=1.0)
+
+
+def test_texturenet_defaults_follow_the_mode_and_diversity_gets_one_crop_many_noises():
+    stylizing = StyleTrainConfig(style="s.jpg", content_dir=".", model="texturenet")
+    t = stylizing.texturenet
+    assert (t.scales, t.norm, t.padding, t.image_input) == (6, "instance", "reflect", True)   # thesis, stylization
+    t = StyleTrainConfig(style="s.jpg", model="texturenet").texturenet
+    assert (t.scales, t.norm, t.padding, t.image_input) == (5, "batch", "circular", False)    # texture synthesis
+    assert TextureNet(TextureNetConfig(image_input=True)).cfg.to_dict()["scales"] == 6
+    assert stylizing.repeat_content == 1
+    diverse = StyleTrainConfig(style="s.jpg", content_dir=".", model="texturenet", batch_size=4,
+                               loss=LossConfig(diversity_weight=0.5))
+    assert diverse.repeat_content == 4          # one crop, four noises: the term compares what the noise changes
+    assert StyleTrainConfig(style="s.jpg", content_dir=".", model="texturenet", batch_size=4, repeat_content=2,
+                            loss=LossConfig(diversity_weight=0.5)).repeat_content == 2

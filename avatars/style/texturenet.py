@@ -13,7 +13,7 @@ retraining (Fig. 2.5): ``noise_scale=0`` keeps most content, larger values add t
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Sequence
 
 import torch
@@ -23,19 +23,33 @@ import torch.nn.functional as F
 from avatars.style.stylenet import Norm, norm_layer
 
 
+Padding = Literal["circular", "reflect", "zeros"]
+#: What a mode's unset fields become (thesis): synthesis K=5, batch norm, circular padding (seamless
+#: textures of any size); stylization K=6, instance norm (Ulyanov et al. 2017) and reflection padding.
+MODE_DEFAULTS: dict[bool, dict[str, object]] = {
+    False: {"scales": 5, "norm": "batch", "padding": "circular"},
+    True: {"scales": 6, "norm": "instance", "padding": "reflect"},
+}
+
+
 @dataclass
 class TextureNetConfig:
-    """Shape of a TextureNet (paper: K=5 synthesis / K=6 stylization, width 8, batch norm)."""
+    """Shape of a TextureNet; ``None`` fields take their mode's default (``MODE_DEFAULTS``), width 8 in both."""
 
-    scales: int = 5
+    scales: int | None = None
     width: int = 8
     noise_channels: int = 3
     image_input: bool = False        # True: stylization g(y, z); False: synthesis g(z)
-    norm: Norm = "batch"
-    padding: Literal["circular", "reflect", "zeros"] = "circular"
+    norm: Norm | None = None
+    padding: Padding | None = None
+
+    def resolved(self) -> "TextureNetConfig":
+        """This config with the unset fields filled in for its mode."""
+        defaults = MODE_DEFAULTS[self.image_input]
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self.resolved())
 
 
 def _block(cin: int, cout: int, norm: Norm, padding: str) -> nn.Sequential:
@@ -56,7 +70,7 @@ class TextureNet(nn.Module):
 
     def __init__(self, cfg: TextureNetConfig = TextureNetConfig()):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg.resolved()
         k, w, n = cfg.scales, cfg.width, cfg.norm
         cin = cfg.noise_channels + (3 if cfg.image_input else 0)
         pad = cfg.padding

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -44,8 +44,9 @@ class StyleTrainConfig:
     image_size: int = 256
     style_size: int = 320                # longer side of the style image, pixels
     batch_size: int = 2
-    repeat_content: int = 1              # TextureNet: each crop this often per batch, each with its own
-                                         # noise, so the diversity term sees what the noise changes
+    repeat_content: int | None = None    # TextureNet: each crop this often per batch, each with its own
+                                         # noise, so the diversity term sees what the noise changes;
+                                         # None: the whole batch when it has a diversity term, else 1
     steps: int = 2000
     lr: float = 1e-3
     lr_final: float | None = None        # cosine decay from lr to this over the run; None: constant
@@ -63,7 +64,10 @@ class StyleTrainConfig:
         if self.content_dir is None and self.model != "texturenet":
             raise ValueError("texture synthesis (no content_dir) needs model='texturenet'")
         if self.model == "texturenet":
-            self.texturenet.image_input = self.content_dir is not None
+            self.texturenet = replace(self.texturenet, image_input=self.content_dir is not None).resolved()
+        if self.repeat_content is None:  # crops of different content differ anyway: diversity needs one crop, many noises
+            diverse = self.model == "texturenet" and self.content_dir is not None and self.loss.diversity_weight > 0
+            self.repeat_content = self.batch_size if diverse else 1
         if self.loss.diversity_weight and self.batch_size < 2:
             raise ValueError("the diversity term needs batch_size >= 2")
         if self.batch_size % self.repeat_content:
