@@ -151,14 +151,38 @@ def load_graph(path: str | Path, overrides: dict[str, dict[str, Any]] | None = N
     """Read and validate a graph file; raises GraphError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open(encoding="utf-8") as stream:  # an open file: YAML's errors name it and its line
+            doc = yaml.load(stream, Loader=_StrictLoader)
     except OSError as exc:
         raise GraphError(str(path), [f"cannot read graph file: {exc.strerror}"]) from None
-    try:
-        doc = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         raise GraphError(str(path), [f"not valid YAML: {exc}"]) from None
     return build_graph(doc, str(path), overrides or {}, base=path.parent)
+
+
+def _is_number(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    """A number of `kind`, not a bool (YAML's true is an int to Python)."""
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _host_spec(name: Any, raw: Any, problems: list[str]) -> HostSpec | None:
+    where = f"host {name!r}"
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: must be a map {{address, bind, port_base}}, got {raw!r}")
+        return None
+    try:
+        spec = HostSpec(name=name, **raw)
+    except TypeError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(f"{where}: name must match {_NAME.pattern}")
+    for field_name in ("address", "bind"):
+        if not isinstance(getattr(spec, field_name), str):
+            problems.append(f"{where}: {field_name} must be a host name or address, got {getattr(spec, field_name)!r}")
+    if not _is_number(spec.port_base, int) or not 1 <= spec.port_base <= 65535:
+        problems.append(f"{where}: port_base must be a TCP port in 1..65535, got {spec.port_base!r}")
+    return spec
 
 
 def _node_spec(i: int, raw: Any, overrides: dict, hosts: dict, problems: list[str]) -> NodeSpec | None:
@@ -198,10 +222,14 @@ def _node_spec(i: int, raw: Any, overrides: dict, hosts: dict, problems: list[st
     host = raw.get("host", LOCAL_HOST)
     if hosts and host not in hosts:
         problems.append(f"{where}: unknown host {host!r} (hosts: {sorted(hosts)})")
+    elif not hosts and host != LOCAL_HOST:
+        problems.append(f"{where}: host {host!r} is not declared (the file has no hosts: map)")
     restart_raw = raw.get("restart") or {}
     try:
+        if not isinstance(restart_raw, dict):
+            raise TypeError("restart must be a map {max: N, backoff: SECONDS}")
         restart = RestartPolicy(**restart_raw)
-        if not isinstance(restart.max, int) or restart.max < 0 or not isinstance(restart.backoff, (int, float)) or restart.backoff < 0:
+        if not _is_number(restart.max, int) or restart.max < 0 or not _is_number(restart.backoff) or restart.backoff < 0:
             raise TypeError("max must be an integer >= 0 and backoff a number >= 0")
     except TypeError as exc:
         problems.append(f"{where}: bad restart policy {restart_raw!r}: {exc}")
@@ -303,21 +331,24 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
         problems.append(f"policy must be one of {POLICIES}, got {default_policy!r}")
         default_policy = "block"
 
-    raw_hosts = {name: dict(h or {}) for name, h in (doc.get("hosts") or {}).items()}
+    raw_hosts = doc.get("hosts") or {}
+    if not isinstance(raw_hosts, dict):
+        problems.append(f"hosts must be a map of host name -> {{address, bind, port_base}}, got {raw_hosts!r}")
+        raw_hosts = {}
+    raw_hosts = {name: dict(h) if isinstance(h, dict) else h for name, h in raw_hosts.items()}
     for key, value in overrides.get("hosts", {}).items():
         hname, _, fieldname = key.partition(".")
-        if hname not in raw_hosts or not fieldname:
+        if not isinstance(raw_hosts.get(hname), dict) or not fieldname:
             problems.append(f"--set hosts.{key}: expected hosts.NAME.FIELD with NAME one of {sorted(raw_hosts)}")
         else:
             raw_hosts[hname][fieldname] = value
     for key in sorted(set(overrides.get("security", {})) - {"keys"}):
         problems.append(f"--set security.{key}: only security.keys can be set")
-    hosts: dict[str, HostSpec] = {}
-    for hname, h in raw_hosts.items():
-        try:
-            hosts[hname] = HostSpec(name=hname, **h)
-        except TypeError as exc:
-            problems.append(f"host {hname!r}: {exc}")
+    hosts = {hname: spec for hname, h in raw_hosts.items() if (spec := _host_spec(hname, h, problems))}
+    security = doc.get("security") or {}
+    if not isinstance(security, dict) or not isinstance(security.get("keys", ""), str):
+        problems.append(f"security must be a map {{keys: DIR}}, got {security!r}")
+        security = {}
 
     raw_nodes = doc.get("nodes")
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -356,7 +387,7 @@ def build_graph(doc: Any, path: str, overrides: dict[str, dict[str, Any]], base:
     keys_dir = None
     if len({s.host for s in nodes.values()}) > 1:
         given = overrides.get("security", {}).get("keys")  # from the command line: relative to the working folder
-        keys = given if given is not None else (doc.get("security") or {}).get("keys")
+        keys = given if given is not None else security.get("keys")
         if not keys:
             problems.append("nodes on several hosts need security: {keys: DIR} (make keys with `python -m launch keys DIR`)")
         else:

@@ -1,6 +1,7 @@
 """Graph files: every validation error names the file and the offending node or edge."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,50 @@ def test_set_reaches_hosts_and_keys_and_names_what_it_cannot(tmp_path):
     assert "--set hosts.gpu.address: expected hosts.NAME.FIELD with NAME one of ['laptop', 'render']" in msg
     assert "host 'render'" in msg and "colour" in msg and "only security.keys can be set" in msg
     assert "name is reserved" in _problems(tmp_path, GOOD.replace("name: check", "name: hosts"))
+
+
+BASE = """
+nodes:
+  - {name: s, kind: synthetic%s}
+  - {name: c, kind: discard%s}
+edges: [s.out -> c.in]
+"""
+
+
+@pytest.mark.parametrize("extra, node_s, node_c, expected", [
+    ("", ", host: gpu", "", "node 's': host 'gpu' is not declared (the file has no hosts: map)"),
+    ("hosts: [a, b]\n", "", "", "hosts must be a map of host name"),
+    ("hosts: {gpu: 5}\n", "", "", "host 'gpu': must be a map {address, bind, port_base}, got 5"),
+    ("hosts: {a: {}, b: {}}\nsecurity: [k]\n", ", host: a", ", host: b", "security must be a map {keys: DIR}"),
+    ("hosts: {a: {port_base: 99999}}\n", ", host: a", ", host: a", "host 'a': port_base must be a TCP port in 1..65535, got 99999"),
+    ("hosts: {a: {address: 5}}\n", ", host: a", ", host: a", "host 'a': address must be a host name or address, got 5"),
+    ("", ", restart: {max: true}", "", "node 's': bad restart policy {'max': True}: max must be an integer"),
+    ("", ", restart: [1]", "", "node 's': bad restart policy [1]: restart must be a map"),
+])
+def test_malformed_hosts_security_and_restart_are_named_not_tracebacks(tmp_path, extra, node_s, node_c, expected):
+    # each of these used to pass validation or end in a Python traceback
+    assert expected in _problems(tmp_path, extra + BASE % (node_s, node_c))
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    msg = _problems(tmp_path, "nodes:\n  - {name: a\n")
+    assert f'in "{tmp_path / "g.yaml"}", line 2' in msg and "<unicode string>" not in msg
+
+
+def test_a_kind_is_never_imported_from_the_working_folder(tmp_path):
+    # a graph file runs the code its `module:Class` kinds name: a downloaded graph must not run a module
+    # lying next to it; the same module is found once the user names its folder on PYTHONPATH
+    (tmp_path / "evil.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('ran').touch()\n"
+        "from stream.node import Port, Sink\nclass Evil(Sink):\n    inputs = {'in': Port()}\n\n"
+        "    def process(self, inputs):\n        pass\n")
+    path = _write(tmp_path, "nodes:\n  - {name: s, kind: synthetic}\n  - {name: c, kind: 'evil:Evil'}\nedges: [s.out -> c.in]\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-m", "launch", "validate", str(path)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "module 'evil' would come from" in r.stderr and "not an installed package or a PYTHONPATH folder" in r.stderr
+    assert not (tmp_path / "ran").exists()
+    r = subprocess.run([sys.executable, "-m", "launch", "validate", str(path)], cwd=tmp_path,
+                       env={**env, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ran").exists()
