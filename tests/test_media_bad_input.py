@@ -73,13 +73,40 @@ def truncated(media: Path, tmp_path: Path) -> Path:
     return src
 
 
-def test_truncated_file_skip_writes_what_there_is_and_counts_the_rest(truncated: Path, tmp_path: Path) -> None:
+def test_truncated_file_fails_under_skip_too(truncated: Path, tmp_path: Path) -> None:
+    # skip is for undecodable packets inside a stream; an offline input that ends early is an error
+    # (it used to pass: 155 of 412 frames committed, exit 0)
     out = tmp_path / "out.mp4"
     code, report = rerender(truncated, out, tmp_path, "source.on_error=skip")
-    assert code == 0
-    written = probe(str(out))["frames"]
-    assert 50 < written < 412
-    assert report["nodes"]["source"]["extra"]["missing_frames"] == 412 - written
+    assert code == 1 and report["outcome"] == "failed"
+    error = error_of(report, "source")
+    assert str(truncated) in error and "ended early" in error and "of 412 frames" in error
+    assert not out.exists() and out.with_name("out.mp4.part").exists()  # kept for inspection only
+
+
+def test_truncated_webm_is_detected_by_its_duration(tmp_path: Path) -> None:
+    # WebM declares no frame count, only a duration: the last decoded timestamp is compared with it
+    full = tmp_path / "clip.webm"
+    with av.open(str(full), "w") as container:
+        stream = container.add_stream("libvpx-vp9", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        noise = np.random.default_rng(0)
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(noise.integers(0, 256, (48, 64, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
+    assert rerender(full, tmp_path / "full.mp4", tmp_path)[0] == 0
+    out = tmp_path / "out.mp4"
+    for on_error in ("skip", "fail"):
+        code, report = rerender(cut, out, tmp_path, f"source.on_error={on_error}")
+        assert code == 1, on_error
+        assert "cut.webm: truncated: the input ended early" in error_of(report, "source") and " of 2.00 s" in error_of(report, "source")
+        assert not out.exists()
 
 
 def test_truncated_file_fail_exits_nonzero_and_leaves_no_complete_looking_output(truncated: Path, tmp_path: Path) -> None:

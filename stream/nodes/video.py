@@ -37,7 +37,8 @@ class VideoSource(Source):
         loop: bool = param(False, "start again at `start` after the end (pts keep increasing)")
         realtime: bool = param(False, "pace frames at their timestamps, like a camera")
         audio: bool = param(True, "decode audio for the `audio` port when the input has it")
-        on_error: Literal["skip", "fail"] = param("skip", "undecodable packets: skip and count, or fail")
+        on_error: Literal["skip", "fail"] = param("skip", "undecodable packets: skip and count, or fail "
+                                                          "(a file that ends early fails either way)")
         timeout: float = param(10.0, "seconds to wait for a network input")
 
         def __post_init__(self) -> None:
@@ -91,7 +92,7 @@ class VideoSource(Source):
         if p.start > 0:
             self.container.seek(int(p.start / self.video.time_base), stream=self.video, backward=True)
         streams = [s for s in (self.video, self.audio) if s is not None]
-        decoded = 0
+        decoded, last_t = 0, None
         ended: set[Any] = set()  # streams past `end`; audio goes on to `end` after the video got there
         for packet in self.container.demux(streams):
             try:
@@ -110,13 +111,44 @@ class VideoSource(Source):
                     if len(ended) == len(streams):
                         return
                     continue
-                decoded += packet.stream is self.video
+                if packet.stream is self.video:
+                    decoded += 1
+                    last_t = t if t is not None else last_t
                 yield packet.stream.type, frame
+        self._check_complete(decoded, last_t)
+
+    def _check_complete(self, decoded: int, last_t: float | None) -> None:
+        """A file whose frames stop before the duration it declares (or, without one, its frame count) is
+        truncated: an offline job must not pass it off as complete. Frames `skip` dropped inside the
+        stream are not a truncation (they are counted in decode_errors). A live stream (URL) only counts
+        what it missed."""
+        p = self.params
         declared = self.video.frames if p.start == 0 and p.end is None else 0
-        if declared and decoded < declared - 1:  # the file ends well before its own index says: truncated
-            if p.on_error == "fail":
-                raise NodeError(f"{p.path}: truncated or corrupt: {decoded} of {declared} frames decoded")
-            self.counts["missing_frames"] = declared - decoded
+        end = self._file_end()
+        short = end is None and bool(declared) and decoded < declared - 1
+        if end is not None and p.end is not None:
+            end = min(end, p.end)
+        seen = last_t + 1 / float(self.rate) if last_t is not None else p.start  # where the last frame ends
+        # WebM/MKV declare no frame count, only the container's duration (the longest stream's: audio may run on)
+        slack = 3 / float(self.rate) + (0.0 if self.video.duration is not None else 1.0)
+        early = end is not None and seen < end - slack
+        if not (short or early):
+            return
+        what = f"{decoded} of {declared} frames" if declared else f"{decoded} frames"
+        if end is not None:
+            what += f", {seen:.2f} s of {end:.2f} s"
+        if "://" not in p.path:
+            raise NodeError(f"{p.path}: truncated: the input ended early ({what} decoded)")
+        self.counts["missing_frames"] = declared - decoded if short else round((end - seen) * float(self.rate))
+
+    def _file_end(self) -> float | None:
+        """Media time (s) where the file says its video ends: the stream's duration, else the container's."""
+        v = self.video
+        if v.duration is not None:
+            return float(((v.start_time or 0) + v.duration) * v.time_base)
+        if self.container.duration is not None:
+            return ((self.container.start_time or 0) + self.container.duration) / 1e6
+        return None
 
     def frames(self) -> Iterator[dict[str, Message]]:
         p = self.params
