@@ -21,7 +21,6 @@ from avatars.body.skeleton import NUM_PARTS
 from launch.cli import main
 from launch.command import Exit
 
-REPO = Path(__file__).resolve().parents[1]
 CROP = 32
 # a cheap perceptual loss (random VGG, two shallow taps), tiny textures: the commands, not the model, are tested
 FAST = ["--vgg-weights", "random", "--vgg-taps", "1,relu2_1", "--batch-size", "2", "--texture-size", "16",
@@ -153,12 +152,12 @@ def test_train_and_eval_refuse_what_is_not_a_dataset_or_a_checkpoint(checkpoints
     assert not (tmp_path / "ev").exists()
 
 
-def test_prepare_avatar_refuses_a_missing_video():
-    missing = REPO / "no_such_clip.mp4"
+def test_prepare_avatar_refuses_a_missing_video(tmp_path):
+    missing = tmp_path / "no_such_clip.mp4"
     p = subprocess.run([sys.executable, "-m", "launch", "prepare-avatar", str(missing), "-o", "unused"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == Exit.REFUSED and p.stderr.strip() == f"error: video not found: {missing}"
-    assert not (REPO / "unused").exists()
+    assert not (tmp_path / "unused").exists()
 
 
 def test_prepare_avatar_refuses_a_video_without_a_person(tmp_path):

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from avatars.body.pose import load_poses
 from launch.command import Exit
 from clips import mannequin_clip
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_extract_pose_writes_a_track_and_reports_detection(tmp_path):
     video, out = tmp_path / "walk.mp4", tmp_path / "walk.npz"
     mannequin_clip(video)
     r = subprocess.run([sys.executable, "-m", "launch", "extract-pose", str(video), "-o", str(out)],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "detection rate 100.0%" in r.stdout
     track = load_poses(out)
@@ -26,5 +24,5 @@ def test_extract_pose_writes_a_track_and_reports_detection(tmp_path):
 
 def test_extract_pose_names_a_missing_video(tmp_path):
     r = subprocess.run([sys.executable, "-m", "launch", "extract-pose", str(tmp_path / "nope.mp4"), "-o",
-                        str(tmp_path / "x.npz")], cwd=REPO, capture_output=True, text=True)
+                        str(tmp_path / "x.npz")], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == Exit.REFUSED and "nope.mp4" in r.stderr and not (tmp_path / "x.npz").exists()

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 
 from launch.cli import main
+from launch.shipped import graph_file
 from stream.media import probe
 
-REPO = Path(__file__).resolve().parents[1]
-RERENDER = str(REPO / "graphs" / "rerender.yaml")
+RERENDER = str(graph_file("rerender"))
 
 
 def run(graph: str | Path, tmp_path: Path, *sets: str, seconds: float | None = None) -> dict:

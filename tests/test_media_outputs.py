@@ -16,7 +16,6 @@ import zmq
 
 from launch.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -41,7 +40,7 @@ edges:
 
 def run_in_background(graph: Path) -> subprocess.Popen:
     """The CLI in its own process (the supervisor owns signals, so it needs a main thread)."""
-    return subprocess.Popen([sys.executable, "-m", "launch", "run", str(graph), "--quiet"], cwd=REPO)
+    return subprocess.Popen([sys.executable, "-m", "launch", "run", str(graph), "--quiet"], cwd=graph.parent)
 
 
 def test_network_stream_plays_in_a_pyav_client(tmp_path: Path) -> None:

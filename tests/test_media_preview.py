@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -37,10 +36,10 @@ def screenshot(url: str, path: Path, profile: Path) -> np.ndarray:
 
 @pytest.fixture
 def preview(tmp_path: Path):
-    """graphs/preview.yaml running (endless live test pattern) on a free port; its URL."""
+    """The shipped preview graph running (endless live test pattern) on a free port; its URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "launch", "run", str(REPO / "graphs" / "preview.yaml"), "--quiet",
-                             "--set", f"preview.port={port}", "--for", "60"], cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "run", "preview", "--quiet",
+                             "--set", f"preview.port={port}", "--for", "60"], cwd=tmp_path)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
     while True:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from launch.cli import main
+from launch.shipped import graph_file
 from stream.media import probe
 
-REPO = Path(__file__).resolve().parents[1]
-GRAPH = str(REPO / "graphs" / "rerender.yaml")
+GRAPH = str(graph_file("rerender"))
 VIDEOS = ["hybrik_taiji.mp4", "romp_sample_video2_exercise.mp4", "musepose_dance.mp4", "gvhmr_tennis.mp4",
           "mmhuman3d_single_person_demo.mp4", "kinetics_ta_chi_340x256.mp4", "iper_023_1_1_turnaround.gif",
           "extra/openpose_video_street_crowd.avi", "extra/mmhuman3d_multi_person_demo.mp4",

@@ -18,10 +18,10 @@ from PIL import Image
 
 from launch.cli import main
 from launch.command import Exit
+from launch.shipped import graph_file
 from stream.graph import build_graph, load_graph
 from stream.media import probe
 
-REPO = Path(__file__).resolve().parents[1]
 THREADS = ["--threads", "1"]
 
 
@@ -139,8 +139,8 @@ def test_stylize_video_through_the_offline_graph_keeps_every_frame_and_the_audio
 
 def test_video_graph_is_rerender_with_a_stylize_node():
     """`stylize` on a video runs graphs/rerender.yaml's job: same source and sink, a stylizer between."""
-    rerender = yaml.safe_load((REPO / "graphs" / "rerender.yaml").read_text())
-    styled = yaml.safe_load((REPO / "graphs" / "stylize_video.yaml").read_text())
+    rerender = yaml.safe_load(graph_file("rerender").read_text())
+    styled = yaml.safe_load(graph_file("stylize_video").read_text())
     nodes = {n["name"]: n for n in styled["nodes"]}
     assert nodes.pop("style")["kind"] == "stylize"
     for node in rerender["nodes"]:
@@ -274,7 +274,7 @@ def test_bad_input_exits_non_zero_naming_the_problem(files, tmp_path, capsys):
 # -- the live graph ---------------------------------------------------------------------------
 
 def test_live_graph_validates_and_its_file_swap_recipe_holds(capsys):
-    path = REPO / "graphs" / "stylize_live.yaml"
+    path = graph_file("stylize_live")
     assert main(["validate", str(path)]) == 0
     assert "camera.out -> style.in  [latest" in capsys.readouterr().out
     graph = load_graph(path)
