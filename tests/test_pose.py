@@ -1,6 +1,8 @@
 """Pose extraction: real MediaPipe on mannequin renders (exact ground truth) and on real video."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -117,11 +119,12 @@ def test_no_person_is_flagged_not_fatal(estimator):
         estimator.process(np.zeros((120, 160), np.uint8))
 
 
-def test_extract_poses_on_real_video(media, tmp_path, capsys):
+def test_extract_poses_on_real_video(media, tmp_path, caplog):
     video = media / "video" / "kinetics_ta_chi_340x256.mp4"
     out = tmp_path / "ta_chi.npz"
-    stats = extract_poses(video, out, max_frames=6)
-    assert "detected in 6/6 frames" in capsys.readouterr().out
+    with caplog.at_level(logging.DEBUG, logger="avatars.body.pose"):
+        stats = extract_poses(video, out, max_frames=6)
+    assert "detected in 6/6 frames" in caplog.text
     assert stats.frames == 6 and stats.detection_rate == 1.0 and stats.pose_ms_per_frame > 0
     track = load_poses(out)
     assert len(track) == 6 and track.frame_size == (340, 256) and abs(track.fps - 29.97) < 0.01

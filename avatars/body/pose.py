@@ -313,7 +313,7 @@ def extract_poses(video_path: str | Path, out_path: str | Path | None, smoothing
                   max_frames: int | None = None) -> ExtractStats:
     """Run pose extraction on every frame of a video (PyAV decode), save the track to ``out_path``.
 
-    Prints the detection rate at the end when ``progress`` is on. ``out_path=None`` skips
+    ``progress``: a progress bar; the detection rate is logged (debug) and returned. ``out_path=None`` skips
     writing (measurements). ``max_frames`` stops early.
     """
     video_path = Path(video_path)
@@ -354,8 +354,6 @@ def extract_poses(video_path: str | Path, out_path: str | Path | None, smoothing
         save_poses(out_path, track)
     stats = ExtractStats(len(results), int(track.detected.sum()), 1e3 * pose_s / len(results),
                          time.perf_counter() - start)
-    if progress:
-        print(f"{video_path.name}: person detected in {stats.detected}/{stats.frames} frames "
-              f"({100 * stats.detection_rate:.1f}%), pose {stats.pose_ms_per_frame:.1f} ms/frame"
-              + (f" -> {out_path}" if out_path is not None else ""))
+    log.debug("%s: person detected in %d/%d frames (%.1f%%), pose %.1f ms/frame%s", video_path.name, stats.detected,
+              stats.frames, 100 * stats.detection_rate, stats.pose_ms_per_frame, f" -> {out_path}" if out_path else "")
     return stats
