@@ -35,6 +35,7 @@ class Message:
         that may live in shared memory: copy them before keeping them past `process()`.
     meta: small JSON-like values (ints, floats, strings, lists, dicts) for per-frame facts.
     eos: end of stream; carries no buffers.
+    replay: (runtime only) the marker a producer sends before replaying to a restarted consumer.
     """
 
     seq: int = 0
@@ -44,6 +45,7 @@ class Message:
     buffers: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     eos: bool = False
+    replay: bool = False
     #: In-process only: a CUDA event the consumer waits on before reading device buffers.
     ready_event: Any = field(default=None, repr=False, compare=False)
 

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 #: Port types a graph can connect; "any" matches every type.
 PORT_TYPES = ("video", "keypoints", "bones", "audio", "tensor", "any")
+#: The buffer a message on a port of each type must carry, and its number of dimensions: checked
+#: before delivery, so a node never sees a frame without the buffer it reads.
+PORT_BUFFERS = {"video": ("image", 3), "keypoints": ("keypoints", 2), "bones": ("bones", 3), "audio": ("audio", 2)}
 
 
 Join = Literal["seq", "latest", "pts", "any"]
@@ -55,6 +58,18 @@ class Port:
 
     def accepts(self, other: "Port") -> bool:
         return "any" in (self.type, other.type) or self.type == other.type
+
+    def problem(self, msg: Message) -> str | None:
+        """Why `msg` cannot be delivered to a port of this type (None: it can)."""
+        if self.type not in PORT_BUFFERS:
+            return None
+        name, ndim = PORT_BUFFERS[self.type]
+        buf = msg.buffers.get(name)
+        if buf is None:
+            return f"a {self.type} message needs buffer {name!r}, got {sorted(msg.buffers)}"
+        if len(buf.shape) != ndim:
+            return f"buffer {name!r} of a {self.type} message needs {ndim} dimensions, got shape {tuple(buf.shape)}"
+        return None
 
 
 class NodeError(RuntimeError):
@@ -138,3 +153,7 @@ class Source(Node):
 
 class Sink(Node):
     """A node without outputs."""
+
+    #: Whether a new instance can take over from a crashed one on a lossless edge. A sink that
+    #: writes a file cannot (what the dead one wrote is lost or half-written): its crash fails the job.
+    resumable: ClassVar[bool] = False

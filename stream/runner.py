@@ -1,9 +1,10 @@
 """Inside a node process: run its node(s), one thread each, and report to the supervisor.
 
-The supervisor spawns `process_main` with a JSON `ProcessConfig`. The process loads the
-graph itself (so nothing but JSON crosses the spawn boundary), wires its ports, runs
-each node in a thread and, from the main thread, sends a heartbeat with every node's
-state and metrics a few times a second. SIGTERM stops it cleanly (nodes' `close()`
+The supervisor starts `stream.boot`, which hands `process_main` a JSON `ProcessConfig`. The
+process loads the graph itself (so nothing but JSON crosses the process boundary), wires its
+ports, runs each node in a thread and, from the main thread, sends a heartbeat with every
+node's state, metrics and the newest seq each input accepted a few times a second, and
+passes the supervisor's replay requests (a control socket) to its output ports. SIGTERM stops it cleanly (nodes' `close()`
 runs); SIGINT is left to the supervisor, which turns Ctrl-C into SIGTERM for all.
 
 Exit codes: 0 finished or stopped, 1 crashed (the supervisor may restart it),
@@ -33,6 +34,7 @@ from stream.metrics import NodeMetrics
 from stream.security import stop_authenticators
 from stream.node import Node, NodeError, Source
 from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires
+from stream.wire import unpack_bounded
 
 EXIT_OK, EXIT_CRASH, EXIT_FATAL = 0, 1, 3
 HEARTBEAT_S = 0.25
@@ -52,6 +54,8 @@ class ProcessConfig:
     status_endpoint: str
     resume: dict[str, int] = field(default_factory=dict)  # source node -> first seq to emit (after a restart)
     incarnation: int = 0
+    edge_key: str = ""             # hex: the run's secret that authenticates messages between its processes
+    control_endpoint: str = ""     # where the supervisor sends replay requests to this process
     cpu_threads: int = 0           # torch/OpenMP threads of this process (0: the libraries' default)
 
     def to_json(self) -> str:
@@ -84,9 +88,10 @@ class NodeRunner:
                 mine_out.setdefault(e.src_port, []).append(w)
             if e.dst == spec.name:
                 mine_in[e.dst_port] = w
-        self.inputs = {p: InputPort(self.name, p, w, zctx, ring_dir, graph.keys_dir, self.metrics, cfg.incarnation > 0)
-                       for p, w in mine_in.items()}
-        self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping)
+        key = bytes.fromhex(cfg.edge_key) if cfg.edge_key else None
+        self.inputs = {p: InputPort(self.name, p, w, spec.cls.inputs[p], zctx, ring_dir, graph.keys_dir, self.metrics,
+                                    cfg.incarnation > 0, key) for p, w in mine_in.items()}
+        self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping, key)
                         for p, ws in mine_out.items()}
         self._latest: dict[str, Message] = {}
         self.node: Node = spec.cls(spec.params, self)
@@ -165,6 +170,7 @@ class NodeRunner:
         for port in self.inputs.values():
             poller.register(port.poll_socket, zmq.POLLIN)
         while not self.stopping():
+            self.serve_outputs()
             for port in self.inputs.values():
                 port.fill()
             self.metrics.queue_depth = sum(len(p.pending) for p in self.inputs.values())
@@ -184,6 +190,7 @@ class NodeRunner:
         for port in self.inputs.values():
             poller.register(port.poll_socket, zmq.POLLIN)
         while not self.stopping() and not all(p.eos for p in self.inputs.values()):
+            self.serve_outputs()
             for port in self.inputs.values():
                 port.fill()
                 if port.pending:
@@ -281,22 +288,29 @@ class NodeRunner:
         self.metrics.frames_in += 1
         self.metrics.last_seq = max(m.seq for m in batch.values())
 
+    def serve_outputs(self) -> bool:
+        """Replays asked for and sends still waiting, without blocking; True when nothing waits."""
+        return all([out.serve() for out in self.outputs.values()])
+
+    def request_replay(self, dst: str, dst_port: str, from_seq: int) -> None:
+        for out in self.outputs.values():
+            out.request_replay(dst, dst_port, from_seq)
+
     def close_inputs(self) -> None:
         """Stop the inputs' receiver threads: the last step before the process closes its sockets."""
         for port in self.inputs.values():
             port.close()
 
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot()}
+        return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot(),
+                "accepted": {p: port.accepted for p, port in self.inputs.items()}}
 
 
-def _linux_process_setup(label: str) -> None:
-    """Linux: die with the supervisor (no orphans, even if it is SIGKILLed), and show as ns:<label> in ps/top."""
+def _set_process_name(label: str) -> None:
+    """Linux: show as ns:<label> in ps/top (the supervisor's death already kills us: `stream.boot`)."""
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            libc.prctl(15, f"ns:{label}"[:15].encode())  # PR_SET_NAME
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, f"ns:{label}"[:15].encode())  # PR_SET_NAME
         except OSError:
             pass
 
@@ -311,10 +325,34 @@ def _limit_cpu_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def _dispatch(control: zmq.Socket, runners: list[NodeRunner]) -> None:
+    """Hand the supervisor's replay requests to the output ports they concern."""
+    while True:
+        try:
+            body = unpack_bounded(control.recv(zmq.NOBLOCK), 1 << 16)
+        except zmq.Again:
+            return
+        except ValueError:
+            continue
+        for dst, dst_port, from_seq in body.get("replay", []) if isinstance(body, dict) else []:
+            for r in runners:
+                r.request_replay(dst, dst_port, from_seq)
+
+
+def _exit(zctx: zmq.Context, code: int) -> None:
+    """Every way out of a node process: close the sockets without lingering, skip interpreter teardown
+    (library threads of torch or mediapipe can hang it, as can a socket a failed start-up left open)."""
+    stop_authenticators()
+    zctx.destroy(linger=0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def process_main(config_json: str) -> None:
-    """Entry point of a node process (spawned by the supervisor)."""
+    """Entry point of a node process (started by the supervisor through `stream.boot`)."""
     cfg = ProcessConfig.from_json(config_json)
-    _linux_process_setup(cfg.label)
+    _set_process_name(cfg.label)
     _limit_cpu_threads(cfg.cpu_threads)
     stop = threading.Event()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -333,34 +371,35 @@ def process_main(config_json: str) -> None:
     try:
         graph = load_graph(cfg.graph_path, cfg.overrides)
         wires = plan_wires(graph, Path(cfg.run_dir))
+        control = zctx.socket(zmq.PULL)
+        control.setsockopt(zmq.LINGER, 0)
+        control.bind(cfg.control_endpoint)
         runners = [NodeRunner(graph.nodes[n], graph, wires, cfg, zctx, stop) for n in cfg.nodes]
     except Exception as exc:
         print(f"[{label}] cannot start: {exc}", file=sys.stderr, flush=True)
         report([], {"fatal": str(exc)})
-        status.close()
-        zctx.term()
-        sys.exit(EXIT_FATAL)
+        status.close(linger=2000)  # the one message that says why, then out
+        _exit(zctx, EXIT_FATAL)
 
     threads = [threading.Thread(target=r.run, name=r.name, daemon=True) for r in runners]
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
         report(runners)
+        _dispatch(control, runners)
         for t in threads:
             t.join(HEARTBEAT_S / len(threads))
     # A finished process stays up (its sockets open) until the supervisor ends the job:
-    # ZeroMQ drops what a peer has not read yet once the sending process goes away.
+    # ZeroMQ drops what a peer has not read yet once the sending process goes away. Its
+    # node threads are done, so this thread owns the output sockets now and serves replays.
     while not stop.is_set() and all(r.state == "finished" for r in runners):
         report(runners)
-        stop.wait(HEARTBEAT_S)
+        _dispatch(control, runners)
+        idle = all([r.serve_outputs() for r in runners])
+        stop.wait(HEARTBEAT_S if idle else _POLL_MS / 1e3)
     report(runners)
     for r in runners:
         r.close_inputs()
-    stop_authenticators()
     status.close()
-    zctx.destroy(linger=0)
     states = {r.state for r in runners}
-    code = EXIT_FATAL if "fatal" in states else EXIT_CRASH if "failed" in states else EXIT_OK
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # skip interpreter teardown: library threads (torch, mediapipe) can hang it
+    _exit(zctx, EXIT_FATAL if "fatal" in states else EXIT_CRASH if "failed" in states else EXIT_OK)

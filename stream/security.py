@@ -63,6 +63,20 @@ def curve_client(sock: zmq.Socket, directory: Path | None, host: str, server_hos
     sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = secret, public, server_public
 
 
+def curve_user_id(directory: Path | None, host: str) -> str:
+    """The ZAP User-Id of messages sent with `host`'s key: who sent a message, not just that a key did."""
+    public, _ = _load(directory, host, secret=False)
+    return public.decode()
+
+
+def missing_keys(directory: Path | None, host: str, peers: set[str]) -> list[str]:
+    """The key files `host` needs to talk to `peers` that are not there (its own pair, each peer's public key)."""
+    if directory is None:
+        return ["security: {keys: DIR} in the graph"]
+    needed = [directory / f"{host}.key", directory / f"{host}.key_secret", *(directory / f"{p}.key" for p in sorted(peers))]
+    return [str(path) for path in needed if not path.is_file()]
+
+
 def stop_authenticators() -> None:
     with _auth_lock:
         for auth in _authenticators.values():

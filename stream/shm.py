@@ -16,12 +16,14 @@ A slot is free when the producer holds no lease on it and no consumer flag is se
 A restarted consumer cannot release what its dead predecessor held, so it clears its
 column and bumps the column's *epoch*; descriptors published under an older epoch
 (still queued for the dead process) are then refused as stale, instead of being read
-from a slot the producer may already be rewriting. A flag holds a tag of the epoch it
-was set under, so refusing a stale descriptor clears its flag only while the flag is
-still its own: the slot may since have been handed again, under the new epoch. A consumer's
-first start never clears anything: descriptors may already be on their way to it.
-A single byte written by one side and read by the other needs no atomics on the
-platforms we support; the ZeroMQ message that follows the write orders it.
+from a slot the producer may already be rewriting. A flag holds the epoch it was set under
+(epoch + 1, 32 bits: it never wraps onto an older epoch), and a descriptor is honoured only
+while its slot's flag says it was handed to this column under this epoch: a forged
+descriptor (any slot, any epoch) is refused, and neither it nor a stale one ever clears a
+flag that is not its own. A consumer's first start never clears anything: descriptors may
+already be on their way to it. An aligned 32-bit word written by one side and read by the
+other needs no atomics on the platforms we support; the ZeroMQ message that follows the
+write orders it.
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ from stream.wire import ShmRef, WireError
 class StaleError(WireError):
     """A descriptor meant for a consumer's previous incarnation: dropped, not malformed."""
 
-_MAGIC = b"NSRING1\0"
+
+_MAGIC = b"NSRING2\0"
 _HEADER = struct.Struct("<8sIIQ")  # magic, nslots, columns, slot_bytes
 _PAGE = mmap.PAGESIZE
 
@@ -58,8 +61,13 @@ def _align(n: int, to: int) -> int:
 
 
 def _flag(epoch: int) -> int:
-    """The non-zero flag byte of a slot handed to a consumer under `epoch`."""
-    return epoch % 255 + 1
+    """The non-zero flag of a slot handed to a consumer under `epoch`."""
+    return epoch + 1
+
+
+def _data_offset(nslots: int, columns: int) -> int:
+    """Header, then a uint32 flag per (slot, column), a uint32 epoch per column, then the page-aligned slots."""
+    return _align(_HEADER.size + 4 * nslots * columns + 4 * columns, _PAGE)
 
 
 class _Lease:
@@ -87,7 +95,7 @@ class _Mapping:
         self.path = path
         if create is not None:
             nslots, columns, slot_bytes = create
-            self.data_offset = _align(_HEADER.size + nslots * columns + 4 * columns, _PAGE)
+            self.data_offset = _data_offset(nslots, columns)
             size = self.data_offset + nslots * slot_bytes
             tmp = path.with_suffix(".new")
             fd = os.open(tmp, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o600)
@@ -106,12 +114,11 @@ class _Mapping:
         finally:
             os.close(fd)
         magic, self.nslots, self.columns, self.slot_bytes = _HEADER.unpack_from(self.mm, 0)
-        flags_bytes = self.nslots * self.columns
-        self.data_offset = _align(_HEADER.size + flags_bytes + 4 * self.columns, _PAGE)
+        self.data_offset = _data_offset(self.nslots, self.columns)
         if magic != _MAGIC or size < self.data_offset + self.nslots * self.slot_bytes:
             raise WireError(f"shared-memory ring {path.name} has a bad header")
-        self.flags = np.frombuffer(self.mm, np.uint8, flags_bytes, _HEADER.size).reshape(self.nslots, self.columns)
-        self.epochs = np.frombuffer(self.mm, np.uint32, self.columns, _align(_HEADER.size + flags_bytes, 4))
+        self.flags = np.frombuffer(self.mm, np.uint32, self.nslots * self.columns, _HEADER.size).reshape(self.nslots, self.columns)
+        self.epochs = np.frombuffer(self.mm, np.uint32, self.columns, _HEADER.size + 4 * self.nslots * self.columns)
         self._anchor = ctypes.c_char.from_buffer(self.mm)  # pins the mapping; gives its address
         self.base_address = ctypes.addressof(self._anchor)
 
@@ -206,8 +213,10 @@ class ShmReader:
             m = self._maps[name] = _Mapping(self.root / name)
         return m
 
-    def _release(self, mapping: _Mapping, slot: int, column: int) -> None:
-        mapping.flags[slot, column] = 0
+    @staticmethod
+    def _release(mapping: _Mapping, slot: int, column: int, flag: int) -> None:
+        if mapping.flags[slot, column] == flag:  # the producer writes a flag only while it is 0
+            mapping.flags[slot, column] = 0
 
     def resolve(self, ref: ShmRef, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
         if self.rings.get(ref.ring) != ref.column:
@@ -218,10 +227,12 @@ class ShmReader:
             raise WireError(f"cannot map shared-memory ring {ref.ring!r}: {exc}") from None
         if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
             raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
+        flag = _flag(ref.epoch)
         if ref.epoch != m.epochs[ref.column]:
-            if m.flags[ref.slot, ref.column] == _flag(ref.epoch):  # still its own, not a newer hand-over's
-                m.flags[ref.slot, ref.column] = 0
+            self._release(m, ref.slot, ref.column, flag)  # only while still its own, not a newer hand-over's
             raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
+        if m.flags[ref.slot, ref.column] != flag:
+            raise WireError(f"shm reference {ref}: the slot was not handed to this input (forged or replayed)")
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
-        weakref.finalize(lease, self._release, m, ref.slot, ref.column)
+        weakref.finalize(lease, self._release, m, ref.slot, ref.column, flag)
         return np.asarray(lease).view(dtype).reshape(shape)

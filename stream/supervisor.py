@@ -7,10 +7,18 @@
   sequence number it reported.
 - The job completes when every process has finished (end-of-stream reached every
   sink); `duration` stops a live job after that many seconds.
+- Lossless edges survive a crash: a restarted process resumes where its consumers' last
+  heartbeats say they are, its producers replay what they sent since (`stream.transport`),
+  and consumers drop what they already have. Where that cannot hold (a file sink that
+  crashed, a replay the producer no longer has) the job fails. The report sums each node's
+  counters over its incarnations and lists what every restart cost.
 - Ctrl-C / SIGTERM stop everything: SIGTERM to every child, SIGKILL after a grace
-  period; children also die with the supervisor (PR_SET_PDEATHSIG), so none is orphaned.
-- Exit code: 0 completed or stopped on request, 1 failed (fatal error or restarts
-  exhausted), 130 interrupted.
+  period, and no restarts once a stop began; children also die with the supervisor
+  (PR_SET_PDEATHSIG, set first thing: `stream.boot`), so none is orphaned. A run's folders
+  in the temp folder and /dev/shm record its pid; the next run removes those of a dead one.
+- Exit code: 0 completed, or a live job stopped by `duration`; 1 failed (fatal error,
+  restarts exhausted, a loss the runtime could not repair); 128 + the signal when stopped by
+  one (130 Ctrl-C, 143 SIGTERM): a job stopped before its end did not do all its work.
 - CPU threads: each process gets an equal share of this host's cores for its torch/OpenMP
   pool (OMP_NUM_THREADS), unless the environment sets OMP_NUM_THREADS or a node its own
   `threads`. Every library otherwise starts one thread per core in every process, and on
@@ -22,10 +30,12 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
+import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -33,11 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import zmq
 
 from stream.graph import LOCAL_HOST, GraphSpec
-from stream.runner import EXIT_FATAL, ProcessConfig, process_main
-from stream.shm import shm_root
+from stream.node import Sink
+from stream.runner import EXIT_FATAL, HEARTBEAT_S, ProcessConfig
+from stream.security import missing_keys
+from stream.shm import ShmReader, shm_root
+from stream.transport import plan_wires, replayable
 from stream.status import StatusView
 from stream.wire import unpack_bounded
 
@@ -62,16 +76,49 @@ class ProcessHandle:
     last_heartbeat: float = 0.0
     node_status: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    totals: dict[str, dict[str, Any]] = field(default_factory=dict)  # node -> counters of dead incarnations
+    history: list[dict[str, Any]] = field(default_factory=list)      # what each restart cost
+    exited_at: float = 0.0
+    resume: int | None = None      # where the next incarnation starts; None until its consumers have reported
+    last_seq: dict[str, int] = field(default_factory=dict)  # of the dead incarnation, for the restart log
 
 
-def _stop_resource_tracker() -> None:
-    """Spawn starts multiprocessing's resource-tracker helper; it would exit only after we do, briefly outliving
-    the job. Stop it here (it restarts on demand) so a finished job leaves no process behind."""
-    from multiprocessing import resource_tracker
+#: Counters that add up over a node's incarnations (the rest describe the latest one).
+_COUNTERS = ("frames_in", "frames_out", "drops", "rejected", "net_bytes_in")
+_OWNER = "owner"  # in a run's folders: "pid start-time" of the supervisor that made them
 
-    tracker = resource_tracker._resource_tracker  # private API, present in 3.8-3.13
-    if getattr(tracker, "_pid", None) is not None and hasattr(tracker, "_stop"):  # ours, not one inherited
-        tracker._stop()
+
+def _start_time(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot), which tells it from a later one with the same pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _claim(folder: Path) -> None:
+    (folder / _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid())}")
+
+
+def _remove_dead_runs(root: Path) -> None:
+    """Remove the ns-* folders under `root` whose supervisor is gone (SIGKILL leaves them behind)."""
+    for folder in root.glob("ns-*"):
+        try:
+            pid, started = (folder / _OWNER).read_text().split()
+        except (OSError, ValueError):
+            continue  # not a run's folder, or one still being made
+        if _start_time(int(pid)) != started:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _add(total: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Add one incarnation's counters (and its numeric extras) to `total`."""
+    for k in _COUNTERS:
+        total[k] = total.get(k, 0) + metrics.get(k, 0)
+    extra = total.setdefault("extra", {})
+    for k, v in (metrics.get("extra") or {}).items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            extra[k] = extra.get(k, 0) + v
 
 
 def _host_cpus() -> int:
@@ -104,50 +151,113 @@ class Supervisor:
                  duration: float | None = None, report_path: Path | None = None, quiet: bool = False):
         self.graph, self.overrides, self.duration, self.report_path = graph, overrides, duration, report_path
         self.host = host if graph.hosts else LOCAL_HOST
-        run_id = uuid.uuid4().hex[:8]
-        self.run_dir = Path(tempfile.mkdtemp(prefix=f"ns-{run_id}-"))
-        self.ring_dir = shm_root() / f"ns-{run_id}"
-        self.ring_dir.mkdir(mode=0o700)
         self.handles = _groups(graph, self.host)
         if not self.handles:
             raise ValueError(f"no node of {graph.path} runs on host {host!r}")
+        self.wires = plan_wires(graph, Path("."))  # only the kinds of edge matter here, not the folders
+        peers = {w.server_host if w.client_host == self.host else w.client_host for w in self.wires.values()
+                 if w.transport == "tcp" and self.host in (w.client_host, w.server_host)}
+        if peers and (missing := missing_keys(graph.keys_dir, self.host, peers)):
+            raise ValueError(f"{graph.path}: host {self.host!r} cannot talk to {sorted(peers)}: missing CurveZMQ "
+                             f"key(s) {', '.join(missing)} (make them with `python -m launch keys DIR --hosts ...`)")
+        for root in {Path(tempfile.gettempdir()), shm_root()}:
+            _remove_dead_runs(root)
+        run_id = uuid.uuid4().hex[:8]
+        self.run_dir = Path(tempfile.mkdtemp(prefix=f"ns-{run_id}-"))
+        _claim(self.run_dir)
+        self.ring_dir = shm_root() / f"ns-{run_id}"
+        self.ring_dir.mkdir(mode=0o700)
+        _claim(self.ring_dir)
         self.cpu_threads = max(1, _host_cpus() // len(self.handles))
-        self.mp = mp.get_context("spawn")
+        self.edge_key = secrets.token_hex(32)  # authenticates every message between this run's processes
         self.zctx = zmq.Context()
         self.status_sock = self.zctx.socket(zmq.PULL)
         self.status_endpoint = f"ipc://{self.run_dir}/supervisor"
         self.status_sock.bind(self.status_endpoint)
+        self.control: dict[str, zmq.Socket] = {}
+        for h in self.handles:
+            sock = self.control[h.label] = self.zctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(self._control_endpoint(h))
         self.view = StatusView(graph, quiet=quiet)
         self._signal: int | None = None
         self.last_report: dict[str, Any] = {}
 
     # -- processes ------------------------------------------------------------------------
-    def _resume_points(self, h: ProcessHandle) -> dict[str, int]:
-        resume = {}
-        for n in h.nodes:
-            last = h.node_status.get(n, {}).get("metrics", {}).get("last_seq", -1)
-            if last >= 0:
-                resume[n] = last + 1
-        return resume
+    def _control_endpoint(self, h: ProcessHandle) -> str:
+        return f"ipc://{self.run_dir}/control.{h.label}"
+
+    def _handle_of(self, node: str) -> ProcessHandle | None:
+        return next((h for h in self.handles if node in h.nodes), None)
+
+    def _accepted(self, node: str, port: str) -> int:
+        """The newest seq `node` accepted on `port`, by its last heartbeat (-1: none, or not on this host)."""
+        h = self._handle_of(node)
+        return (h.node_status.get(node, {}).get("accepted") or {}).get(port, -1) if h is not None else -1
+
+    def _resume_point(self, h: ProcessHandle, last_seq: dict[str, int]) -> int:
+        """Where a restarted `h` starts again: after what its consumers on this host already have (their
+        heartbeats lag, so this errs early, and the consumers drop the repeats), else after its own last frame."""
+        outgoing = [e for e in self.graph.edges if e.src in h.nodes and e.dst not in h.nodes and self._handle_of(e.dst)]
+        if outgoing:
+            return min(self._accepted(e.dst, e.dst_port) for e in outgoing) + 1
+        return min(last_seq.values(), default=-1) + 1
 
     def _start(self, h: ProcessHandle) -> None:
+        resume = h.resume or 0
+        sources = [n for n in h.nodes if n in self.graph.sources()]
         cfg = ProcessConfig(label=h.label, graph_path=str(self.graph.path), overrides=self.overrides, nodes=h.nodes,
                             run_dir=str(self.run_dir), ring_dir=str(self.ring_dir), status_endpoint=self.status_endpoint,
-                            resume=self._resume_points(h), incarnation=h.incarnation, cpu_threads=self.cpu_threads)
-        h.proc = self.mp.Process(target=process_main, args=(cfg.to_json(),), name=f"node:{h.label}", daemon=False)
-        h.proc.start()
+                            resume={n: resume for n in sources if resume}, incarnation=h.incarnation,
+                            cpu_threads=self.cpu_threads, edge_key=self.edge_key, control_endpoint=self._control_endpoint(h))
+        h.proc = subprocess.Popen([sys.executable, "-m", "stream.boot", str(os.getpid())], stdin=subprocess.PIPE)
+        h.proc.stdin.write(cfg.to_json().encode())
+        h.proc.stdin.close()
         h.state, h.last_heartbeat = "running", time.monotonic()
+
+    def _consumers_reported(self, h: ProcessHandle) -> bool:
+        """Every running consumer of `h` has sent a heartbeat from after `h` died: what it accepted is settled."""
+        consumers = [self._handle_of(e.dst) for e in self.graph.edges if e.src in h.nodes and e.dst not in h.nodes]
+        return all(c.last_heartbeat > h.exited_at + HEARTBEAT_S for c in consumers
+                   if c is not None and c.state in ("running", "finished"))
+
+    def _prepare_restart(self, h: ProcessHandle) -> None:
+        """Fix where `h` resumes, refuse what is still queued for its dead predecessor (its shared-memory
+        columns get a new epoch), and have its producers replay from there (they hold until it listens)."""
+        h.resume = self._resume_point(h, h.last_seq)
+        h.history.append({"exit_code": h.proc.returncode, "resume_from": h.resume,
+                          "redone": max(0, max(h.last_seq.values()) - h.resume + 1)})  # frames done again
+        for w in self.wires.values():
+            e = w.edge
+            if replayable(w) and e.dst in h.nodes and e.src not in h.nodes:
+                ShmReader(self.ring_dir, {w.ring: w.column}).reset()
+                producer = self._handle_of(e.src)
+                self.control[producer.label].send(msgpack.packb({"replay": [[e.dst, e.dst_port, h.resume]]}))
 
     @staticmethod
     def _all_finished(h: ProcessHandle) -> bool:
         return all(h.node_status.get(n, {}).get("state") == "finished" for n in h.nodes)
 
+    def _lossy_sink(self, h: ProcessHandle) -> str | None:
+        """A sink of `h` on a lossless input whose work a crash lost (a half-written file): no restart can
+        make its output whole, so the job fails instead."""
+        for n in h.nodes:
+            cls = self.graph.nodes[n].cls
+            if issubclass(cls, Sink) and not cls.resumable and any(
+                    e.dst == n and e.policy == "block" for e in self.graph.edges):
+                return n
+        return None
+
     def _on_exit(self, h: ProcessHandle, now: float) -> None:
-        code = h.proc.exitcode
+        code = h.proc.returncode
         states = {s.get("state") for s in h.node_status.values()}
         if code == EXIT_FATAL or "fatal" in states:
             h.state = "failed"
             h.error = h.error or next((s.get("error") for s in h.node_status.values() if s.get("error")), "fatal error")
+            return
+        if (sink := self._lossy_sink(h)) is not None:
+            h.state = "failed"
+            h.error = f"{sink} exited with code {code}: what it wrote cannot be completed exactly once"
             return
         if h.restarts >= h.max_restarts:
             h.state = "failed"
@@ -156,7 +266,10 @@ class Supervisor:
         delay = h.backoff * (2 ** h.restarts)
         h.restarts += 1
         h.incarnation += 1
-        h.state, h.restart_at = "waiting", now + delay
+        h.state, h.restart_at, h.exited_at, h.resume = "waiting", now + delay, now, None
+        h.last_seq = {n: h.node_status.get(n, {}).get("metrics", {}).get("last_seq", -1) for n in h.nodes}
+        for n in h.nodes:  # the next incarnation counts from zero: keep what this one counted
+            _add(h.totals.setdefault(n, {}), h.node_status.pop(n, {}).get("metrics", {}))
         log.warning("%s exited with code %s; restart %d/%d in %.2fs", h.label, code, h.restarts, h.max_restarts, delay)
 
     def _receive_status(self) -> None:
@@ -181,7 +294,7 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self._signal is not None:  # second Ctrl-C: no more grace
             for h in self.handles:
-                if h.proc is not None and h.proc.is_alive():
+                if h.proc is not None and h.proc.poll() is None:
                     h.proc.kill()
         self._signal = signum
 
@@ -194,10 +307,12 @@ class Supervisor:
                 self._start(h)
             while True:
                 now = time.monotonic()
+                if self._signal is not None:  # before looking at exits: children being stopped are not restarted
+                    outcome = "interrupted" if self._signal == signal.SIGINT else "terminated"
+                    break
                 self._receive_status()
                 for h in self.handles:
-                    if h.state == "running" and not h.proc.is_alive():
-                        h.proc.join()
+                    if h.state == "running" and h.proc.poll() is not None:
                         self._receive_status()
                         self._on_exit(h, now)
                     elif h.state == "running" and self._all_finished(h):
@@ -205,19 +320,21 @@ class Supervisor:
                     elif h.state == "running" and now - h.last_heartbeat > HEARTBEAT_TIMEOUT_S:
                         log.warning("%s: no heartbeat for %.0fs, killing it", h.label, HEARTBEAT_TIMEOUT_S)
                         h.proc.kill()
-                    elif h.state == "waiting" and now >= h.restart_at:
+                    elif h.state == "waiting" and h.resume is None and self._consumers_reported(h):
+                        self._prepare_restart(h)
+                    elif h.state == "waiting" and h.resume is not None and now >= h.restart_at:
                         self._start(h)
                 self.view.update(self.handles, now - started)
+                if (unrepaired := self._unrepaired()) is not None:
+                    unrepaired.state = "failed"
+                    unrepaired.error = "frames lost: a restarted consumer needed frames this process no longer kept"
                 if any(h.state == "failed" for h in self.handles):
                     outcome = "failed"
                     break
                 if all(h.state == "finished" for h in self.handles):
                     break
-                if self._signal is not None:
-                    outcome = "interrupted" if self._signal == signal.SIGINT else "stopped"
-                    break
                 if self.duration is not None and now - started >= self.duration:
-                    outcome = "stopped"
+                    outcome = "stopped" if self._live() else "incomplete"
                     break
                 time.sleep(0.05)
         finally:
@@ -225,7 +342,8 @@ class Supervisor:
             for s, handler in old.items():
                 signal.signal(s, handler)
         elapsed = time.monotonic() - started
-        code = {"completed": 0, "stopped": 0, "failed": 1, "interrupted": 130}[outcome]
+        code = {"completed": 0, "stopped": 0, "failed": 1, "incomplete": 1,
+                "interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}[outcome]
         report = self.last_report = self.report(outcome, code, elapsed)
         self.view.close(report)
         if self.report_path is not None:
@@ -233,18 +351,33 @@ class Supervisor:
             self.report_path.write_text(json.dumps(report, indent=2))
         return code
 
+    def _live(self) -> bool:
+        """A live job runs until stopped: some source of this host is endless (or its sources are elsewhere)."""
+        sources = [n for h in self.handles for n in h.nodes if n in self.graph.sources()]
+        return not sources or any(self._metrics(n).get("total") is None for n in sources)
+
+    def _metrics(self, node: str) -> dict[str, Any]:
+        return self._handle_of(node).node_status.get(node, {}).get("metrics", {})
+
+    def _unrepaired(self) -> ProcessHandle | None:
+        """A process whose output port could not replay to a restarted consumer: frames are lost for good."""
+        return next((h for h in self.handles if h.state != "failed" and any(
+            self._metrics(n).get("extra", {}).get("replay_failures") for n in h.nodes)), None)
+
     def _shutdown(self) -> None:
-        live = [h for h in self.handles if h.proc is not None and h.proc.is_alive()]
+        live = [h for h in self.handles if h.proc is not None and h.proc.poll() is None]
         for h in live:
             h.proc.terminate()
         deadline = time.monotonic() + GRACE_S
         for h in live:
-            h.proc.join(max(0.0, deadline - time.monotonic()))
-            if h.proc.is_alive():
+            try:
+                h.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 h.proc.kill()
-                h.proc.join()
+                h.proc.wait()
         self._receive_status()  # the final heartbeats, with the final counts
-        _stop_resource_tracker()
+        for sock in self.control.values():
+            sock.close(linger=0)
         self.status_sock.close(linger=0)
         self.zctx.term()
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -255,7 +388,13 @@ class Supervisor:
         for h in self.handles:
             for n in h.nodes:
                 s = h.node_status.get(n, {})
+                metrics = dict(s.get("metrics", {}))
+                if n in h.totals:  # counters over every incarnation, the rest from the latest
+                    total = {**h.totals[n], "extra": dict(h.totals[n].get("extra", {}))}
+                    _add(total, metrics)
+                    metrics.update(total, extra={**metrics.get("extra", {}), **total["extra"]})
                 nodes[n] = {"kind": self.graph.nodes[n].kind, "in_process": h.label, "state": s.get("state", h.state),
-                            "restarts": h.restarts, "error": s.get("error") or h.error, **s.get("metrics", {})}
+                            "restarts": h.restarts, "restart_log": h.history, "error": s.get("error") or h.error,
+                            **metrics}
         return {"graph": self.graph.name, "file": str(self.graph.path), "host": self.host, "outcome": outcome,
                 "exit_code": code, "duration_s": round(elapsed, 3), "nodes": nodes}

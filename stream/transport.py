@@ -30,9 +30,10 @@ import zmq
 from stream.graph import EdgeSpec, GraphSpec
 from stream.message import Message
 from stream.metrics import NodeMetrics
-from stream.security import curve_client, curve_server
+from stream.node import Port
+from stream.security import curve_client, curve_server, curve_user_id
 from stream.shm import ShmReader, ShmRing, StaleError, lease_of
-from stream.wire import Limits, WireError, decode, encode, wire_array
+from stream.wire import Limits, ShmRef, WireError, decode, encode, wire_array
 
 #: Buffers smaller than this travel inline even on ipc edges (a slot costs more than the copy).
 SHM_MIN_BYTES = 64 * 1024
@@ -106,17 +107,68 @@ def _log(node: str, text: str) -> None:
     print(f"[{node}] {text}", file=sys.stderr, flush=True)
 
 
+#: A replay keeps at most this many messages per edge (the ring's in-flight share bounds those in shared memory).
+REPLAY_MAX = 256
+REPLAY_MAX_BYTES = 32 * 1024 * 1024
+#: A sequence number may run ahead of the last one an input accepted by at most this much (9.7 hours at
+#: 30 fps): a forged or buggy 2**62 would otherwise make every later message look old.
+MAX_SEQ_STEP = 1 << 20
+
+
+def replayable(wire: EdgeWire) -> bool:
+    """Edges a restarted consumer gets replayed: lossless (block) and between processes of this host,
+    whose producer the same supervisor can ask (a peer host's producer it cannot)."""
+    return wire.transport == "ipc" and wire.edge.policy == "block"
+
+
+def _slot_view(lease: Any, like: np.ndarray) -> np.ndarray:
+    """The start of a slot as an array of `like`'s dtype and shape."""
+    return np.asarray(lease)[:like.nbytes].view(like.dtype).reshape(like.shape)
+
+
+@dataclass
+class _Sent:
+    """A message kept for replay: its header fields, its buffers (copies, or the shared-memory slots it holds)."""
+
+    msg: Message
+    arrays: dict[str, np.ndarray]
+    leases: dict[str, Any]
+    nbytes: int
+
+
+class _Edge:
+    """One outgoing edge: its socket, what waits to be sent on it, and (replayable edges) what it sent lately."""
+
+    def __init__(self, wire: EdgeWire, sock: zmq.Socket):
+        self.wire, self.sock = wire, sock
+        self.outbox: collections.deque[tuple[list[Any], list[ShmRef]]] = collections.deque()  # frames, their slots
+        self.window: collections.deque[_Sent] | None = collections.deque() if replayable(wire) else None
+        self.window_bytes = 0
+        self.window_slots = 0  # kept messages holding shared-memory slots
+        self.evicted_upto = -1  # the newest seq dropped from the window: a replay from there or before is incomplete
+
+
 class OutputPort:
-    """One output port: its outgoing edges and, when some are ipc, its shared-memory ring."""
+    """One output port: its outgoing edges and, when some are ipc, its shared-memory ring.
+
+    On a replayable edge the port keeps what it sent lately (`_Sent`: inline buffers copied, shm
+    slots held). When the supervisor says the consumer restarted (`request_replay`), the port sends a
+    replay marker and then every kept message from the consumer's resume point on: the restarted
+    consumer discards what reaches it before the marker (queued for its dead predecessor), and
+    everyone downstream drops what it already has by sequence number. A resume point older than the
+    window is counted in `replay_failures`, and the supervisor fails the job. Requests arrive from
+    the process's main thread; only the thread that owns the sockets (`serve`) acts on them.
+    """
 
     def __init__(self, node: str, name: str, wires: list[EdgeWire], zctx: zmq.Context, ring_dir: Path,
-                 keys_dir: Path | None, metrics: NodeMetrics, stopping: Callable[[], bool]):
+                 keys_dir: Path | None, metrics: NodeMetrics, stopping: Callable[[], bool], key: bytes | None = None):
         self.node, self.name, self.wires = node, name, wires
-        self.metrics, self.stopping = metrics, stopping
+        self.metrics, self.stopping, self.key = metrics, stopping, key
         self.ring_dir = ring_dir
         self.ring: ShmRing | None = None
         self.ring_columns = sum(1 for w in wires if w.transport == "ipc")
-        self.sockets = []
+        self.requests: collections.deque[tuple[str, str, int]] = collections.deque()
+        self.edges = []
         for w in wires:
             sock = zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
@@ -124,14 +176,16 @@ class OutputPort:
             if w.transport == "tcp":
                 curve_client(sock, keys_dir, w.client_host, w.server_host)
             sock.connect(w.connect)
-            self.sockets.append(sock)
+            self.edges.append(_Edge(w, sock))
 
     def _ring_for(self, nbytes: int) -> ShmRing | None:
         if self.ring_columns == 0:
             return None
         if self.ring is None:
             depth = max(w.edge.depth for w in self.wires if w.transport == "ipc")
-            self.ring = ShmRing(self.ring_dir / f"{self.node}.{self.name}", nbytes, 2 * depth + 4, self.ring_columns)
+            in_flight = 2 * depth + 4
+            kept = 2 * in_flight if any(e.window is not None for e in self.edges) else 0
+            self.ring = ShmRing(self.ring_dir / f"{self.node}.{self.name}", nbytes, in_flight + kept, self.ring_columns)
         return self.ring if nbytes <= self.ring.slot_bytes else None
 
     def allocate(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -142,17 +196,6 @@ class OutputPort:
         if lease is None:
             return np.empty(shape, dtype)
         return np.asarray(lease)[:nbytes].view(dtype).reshape(shape)
-
-    def _send(self, sock: zmq.Socket, frames: list[Any], wait: bool) -> bool:
-        """Send without blocking forever: `wait` retries until sent or the node is stopping."""
-        while True:
-            try:
-                sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-                return True
-            except zmq.Again:
-                if not wait or self.stopping():
-                    return False
-                sock.poll(_POLL_MS, zmq.POLLOUT)
 
     def _shm_placement(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         """name -> lease for the buffers that go by shared memory (copied into a slot unless already in one)."""
@@ -166,27 +209,112 @@ class OutputPort:
                 if lease is None:  # consumers hold every slot: travel inline instead (a copy, no loss)
                     self.metrics.extra["shm_full"] = self.metrics.extra.get("shm_full", 0) + 1
                     continue
-                np.copyto(np.asarray(lease)[:arr.nbytes].view(arr.dtype).reshape(arr.shape), arr)
+                np.copyto(_slot_view(lease, arr), arr)
             leases[name] = lease
         return leases
 
+    def _frames(self, edge: _Edge, msg: Message, arrays: dict[str, np.ndarray], leases: dict[str, Any],
+                replay: bool = False) -> tuple[list[Any], list[ShmRef]]:
+        refs = {n: self.ring.publish(lease, edge.wire.column) for n, lease in leases.items()} \
+            if edge.wire.transport == "ipc" else {}
+        key = self.key if edge.wire.transport == "ipc" else None
+        return encode(msg, arrays, refs, key, replay), list(refs.values())
+
+    def _keep(self, edge: _Edge, msg: Message, arrays: dict[str, np.ndarray], leases: dict[str, Any]) -> None:
+        # inline buffers copied (the node may reuse its arrays), the others as views of the slot now holding them
+        # (never of what they were copied from: an input's shared memory must go back to its producer)
+        kept_arrays = {n: _slot_view(leases[n], a) if n in leases else a.copy() for n, a in arrays.items()}
+        kept = _Sent(Message(seq=msg.seq, pts=msg.pts, capture_ts=msg.capture_ts, stream=msg.stream, meta=dict(msg.meta),
+                             eos=msg.eos), kept_arrays, dict(leases),
+                     sum(a.nbytes for n, a in kept_arrays.items() if n not in leases))
+        edge.window.append(kept)
+        edge.window_bytes += kept.nbytes
+        edge.window_slots += bool(leases)
+        shm_limit = self.ring.map.nslots * 2 // 3 if self.ring is not None else 0
+        while len(edge.window) > REPLAY_MAX or edge.window_bytes > REPLAY_MAX_BYTES or edge.window_slots > shm_limit:
+            old = edge.window.popleft()
+            edge.window_bytes -= old.nbytes
+            edge.window_slots -= bool(old.leases)
+            edge.evicted_upto = max(edge.evicted_upto, old.msg.seq)
+
     def emit(self, msg: Message) -> None:
+        if self.requests:
+            self.serve()
         arrays = leases = None
-        for w, sock in zip(self.wires, self.sockets):
+        for edge in self.edges:
+            w = edge.wire
             wait = w.edge.policy == "block" or msg.eos
             if w.transport == "inproc":
-                sent = self._send(sock, [LOCAL.put(msg)], wait)
+                sent = self._send(edge, [LOCAL.put(msg)], [], wait)
             else:
                 if arrays is None:
                     arrays = {n: wire_array(v) for n, v in msg.buffers.items()}
                     leases = self._shm_placement(arrays) if self.ring_columns else {}
-                refs = {n: self.ring.publish(lease, w.column) for n, lease in leases.items()} if w.transport == "ipc" else {}
-                sent = self._send(sock, encode(msg, arrays, refs), wait)
-                if not sent:
-                    for ref in refs.values():
-                        self.ring.retract(ref)
+                if edge.window is not None:
+                    self._keep(edge, msg, arrays, leases)
+                sent = self._send(edge, *self._frames(edge, msg, arrays, leases), wait)
             if not sent and not self.stopping():
                 self.metrics.drops += 1
+
+    def _send(self, edge: _Edge, frames: list[Any], refs: list[ShmRef], wait: bool) -> bool:
+        """Send what waits in the edge's outbox, then `frames`; `wait` retries until sent or the node is stopping.
+        A replay requested meanwhile takes the outbox over (it holds `frames` too: they are in the window)."""
+        edge.outbox.append((frames, refs))
+        while True:
+            if not self._flush(edge):
+                if not wait or self.stopping():
+                    if edge.window is None:  # latest edges keep no backlog: the message is dropped
+                        self._drop_outbox(edge)
+                    return False
+                edge.sock.poll(_POLL_MS, zmq.POLLOUT)
+                if self.requests:
+                    self.serve()
+                    return True
+                continue
+            return True
+
+    @staticmethod
+    def _flush(edge: _Edge) -> bool:
+        """Send what the outbox holds without waiting; False while something is left."""
+        while edge.outbox:
+            try:
+                edge.sock.send_multipart(edge.outbox[0][0], flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            edge.outbox.popleft()
+        return True
+
+    def _drop_outbox(self, edge: _Edge) -> None:
+        """Forget what was not sent, handing its slots back (`publish` had given them to the consumer)."""
+        for _, refs in edge.outbox:
+            for ref in refs:
+                self.ring.retract(ref)
+        edge.outbox.clear()
+
+    def request_replay(self, dst: str, dst_port: str, from_seq: int) -> None:
+        """(any thread) The consumer at dst.dst_port restarted and resumes at `from_seq`."""
+        self.requests.append((dst, dst_port, from_seq))
+
+    def serve(self) -> bool:
+        """(the sockets' thread) Act on replay requests and send what waits, without blocking; True when all is sent."""
+        while self.requests:
+            dst, dst_port, from_seq = self.requests.popleft()
+            for edge in self.edges:
+                if edge.window is not None and (edge.wire.edge.dst, edge.wire.edge.dst_port) == (dst, dst_port):
+                    self._replay(edge, from_seq)
+        return all([self._flush(edge) for edge in self.edges])
+
+    def _replay(self, edge: _Edge, from_seq: int) -> None:
+        if edge.evicted_upto >= from_seq:
+            self.metrics.extra["replay_failures"] = self.metrics.extra.get("replay_failures", 0) + 1
+            _log(self.node, f"output {self.name}: cannot replay to restarted {edge.wire.edge.dst} from frame {from_seq}: "
+                            f"frames up to {edge.evicted_upto} are no longer kept")
+        self._drop_outbox(edge)  # what it holds is in the window, or was meant for the dead consumer
+        edge.outbox.append(self._frames(edge, Message(seq=from_seq), {}, {}, replay=True))
+        again = [k for k in edge.window if k.msg.seq >= from_seq]
+        for kept in again:
+            edge.outbox.append(self._frames(edge, kept.msg, kept.arrays, kept.leases))
+        self.metrics.extra["replayed"] = self.metrics.extra.get("replayed", 0) + sum(not k.msg.eos for k in again)
 
 
 class InputPort:
@@ -197,27 +325,39 @@ class InputPort:
     ZeroMQ's queues or the kernel's socket buffers (hundreds of keypoint-sized messages fit there)
     and the node always gets the newest. The thread wakes the node's loop through an inproc socket,
     `poll_socket`; a `block` edge is read by the node's loop itself, `depth` at a time.
+
+    Before delivery a message must come from the edge's producer (the run's mac on ipc, the producer
+    host's CurveZMQ key on tcp), carry the buffer the port's type needs, and have a sequence number
+    after the last one accepted (a repeat is dropped and counted: on a block edge it is a replay's
+    duplicate) but at most MAX_SEQ_STEP ahead. A restarted consumer on a replayable edge discards
+    everything until its producer's replay marker.
     """
 
-    def __init__(self, node: str, name: str, wire: EdgeWire, zctx: zmq.Context, ring_dir: Path,
-                 keys_dir: Path | None, metrics: NodeMetrics, restarted: bool, limits: Limits = Limits()):
-        self.node, self.name, self.wire, self.metrics, self.limits = node, name, wire, metrics, limits
+    def __init__(self, node: str, name: str, wire: EdgeWire, port: Port, zctx: zmq.Context, ring_dir: Path,
+                 keys_dir: Path | None, metrics: NodeMetrics, restarted: bool, key: bytes | None = None,
+                 limits: Limits = Limits()):
+        self.node, self.name, self.wire, self.port, self.metrics, self.limits = node, name, wire, port, metrics, limits
         self.policy, self.depth = wire.edge.policy, wire.edge.depth
+        self.key = key if wire.transport == "ipc" else None
         self.pending: collections.deque[Message] = collections.deque()
         self.eos = False
-        self.last_seq = -1
+        self.accepted = -1  # the newest seq accepted: what the supervisor resumes a restarted producer after
+        # (the supervisor gave a restarted consumer's shared-memory columns a new epoch before it started it)
+        self.awaiting_replay = restarted and replayable(wire)
         self.reader = ShmReader(ring_dir, {wire.ring: wire.column}) if wire.ring else None
-        if self.reader is not None and restarted:
-            self.reader.reset()
         self.socket = zctx.socket(zmq.PULL)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.RCVHWM, self.depth if self.policy == "block" else 2)
+        # a peer sending a frame larger than any buffer may be is disconnected before it fills our memory
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max(limits.max_header_bytes, limits.max_buffer_bytes))
+        self.peer = None
         if wire.transport == "tcp":
             curve_server(self.socket, keys_dir, wire.server_host)
+            self.peer = curve_user_id(keys_dir, wire.client_host)
         self.socket.bind(wire.bind)
         self._lock = threading.Lock()
         self._tally: collections.Counter[str] = collections.Counter()  # counts not yet added to metrics
-        self._rejected_total = 0
+        self._refusals = 0
         self.poll_socket = self.socket
         self._receiver: threading.Thread | None = None
         if self.policy == "latest":
@@ -232,22 +372,48 @@ class InputPort:
                                               name=f"{node}.{name}:recv")
             self._receiver.start()
 
+    def _refuse(self, counter: str, why: str) -> None:
+        self._tally[counter] += 1
+        self._refusals += 1
+        if self._refusals <= 5 or self._refusals % 1000 == 0:
+            _log(self.node, f"input {self.name}: {counter} message #{self._refusals}: {why}")
+
     def _decode(self, frames: list[Any]) -> Message | None:
+        """The message in `frames` if it passes every check (the module docstring), else None, counted."""
         if self.wire.transport == "tcp":
             self._tally["net_bytes_in"] += sum(len(f) for f in frames)
         try:
             if self.wire.transport == "inproc":
                 return LOCAL.take(frames[0].bytes if len(frames) == 1 else b"")
-            return decode(frames, self.limits, self.reader.resolve if self.reader else None)
-        except StaleError:
-            self._tally["drops"] += 1
+            if self.peer is not None and frames[0].get("User-Id") != self.peer:
+                raise WireError("sent with a CurveZMQ key that is not this edge's producer host")
+            msg = decode(frames, self.limits, self.reader.resolve if self.reader else None, self.key)
+        except StaleError as exc:
+            self._refuse("stale", str(exc))
             return None
         except WireError as exc:
-            self._tally["rejected"] += 1
-            self._rejected_total += 1
-            if self._rejected_total <= 5 or self._rejected_total % 1000 == 0:
-                _log(self.node, f"input {self.name}: rejected message #{self._rejected_total}: {exc}")
+            self._refuse("rejected", str(exc))
             return None
+        if msg.replay:
+            if self.awaiting_replay:
+                self.awaiting_replay, self.accepted = False, msg.seq - 1
+            return None
+        if self.awaiting_replay:  # meant for the dead predecessor: the replay that follows the marker holds it
+            self._tally["stale"] += 1
+            return None
+        if msg.eos:
+            return msg
+        problem = self.port.problem(msg)
+        if problem is None and msg.seq > self.accepted + MAX_SEQ_STEP:
+            problem = f"seq {msg.seq} is implausibly far ahead of {self.accepted}"
+        if problem is not None:
+            self._refuse("rejected", f"frame {msg.seq}: {problem}")
+            return None
+        if msg.seq <= self.accepted:  # not newer than what this input has: old (latest) or a replay's duplicate (block)
+            self._tally["drops" if self.policy == "latest" else "duplicates"] += 1
+            return None
+        self.accepted = msg.seq
+        return msg
 
     def _receive_latest(self, zctx: zmq.Context, wake: str) -> None:
         """The receiver thread of a `latest` edge: owns the data socket from here on."""
@@ -276,13 +442,9 @@ class InputPort:
             notify.close()
 
     def _hold_newest(self, msg: Message) -> None:
-        """(receiver thread, under the lock) Keep `msg` if it is newer than everything held or delivered."""
+        """(receiver thread, under the lock) Keep `msg` (newer than everything held or delivered: `_decode`)."""
         if msg.eos:
             self._newest_eos = True
-            return
-        held = self._newest.seq if self._newest is not None else -1
-        if msg.seq <= max(held, self.last_seq):  # never go backwards
-            self._tally["drops"] += 1
             return
         if self._newest is not None:
             self._tally["drops"] += 1
@@ -320,7 +482,10 @@ class InputPort:
                     self._accept(msg)
         with self._lock:
             for counter, n in self._tally.items():
-                setattr(self.metrics, counter, getattr(self.metrics, counter) + n)
+                if hasattr(self.metrics, counter):
+                    setattr(self.metrics, counter, getattr(self.metrics, counter) + n)
+                else:
+                    self.metrics.extra[counter] = self.metrics.extra.get(counter, 0) + n
             self._tally.clear()
 
     def close(self) -> None:
@@ -330,9 +495,7 @@ class InputPort:
             self._receiver.join(timeout=2 * _POLL_MS / 1e3 + 1)
 
     def pop(self) -> Message:
-        msg = self.pending.popleft()
-        self.last_seq = max(self.last_seq, msg.seq)
-        return msg
+        return self.pending.popleft()
 
     @property
     def exhausted(self) -> bool:

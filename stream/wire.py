@@ -1,7 +1,15 @@
 """Wire format: one msgpack header frame followed by raw buffer frames.
 
-    frame 0   msgpack map  {v, stream, seq, pts, cap, eos, meta, bufs: [{name, role, dtype, shape[, shm]}]}
+    [mac]     16 bytes, on edges between processes of one host: keyed BLAKE2b of the header
+    frame 0   msgpack map  {v, stream, seq, pts, cap, eos, meta, bufs: [{name, role, dtype, shape[, shm]}][, replay]}
     frame 1.. the bytes of each buffer that travels inline, in `bufs` order (C order)
+
+The mac is keyed with a secret the supervisor gives its node processes (one per run and host),
+so a process outside the run cannot forge a header: not a frame, not a shared-memory
+descriptor, not an end-of-stream, not a sequence number. Between hosts CurveZMQ
+authenticates the sender instead (`stream.transport`). A header with `replay: true` carries
+no frame: it tells a restarted consumer that the producer's replay starts here
+(`stream.transport.OutputPort`).
 
 A buffer may instead live in a shared-memory slot (`shm: [ring, slot, column, epoch]`, see
 `stream.shm`), in which case no frame carries it. Nothing here ever unpickles:
@@ -12,6 +20,8 @@ counts and drops it.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import re
 from dataclasses import dataclass
@@ -22,7 +32,8 @@ import numpy as np
 
 from stream.message import ROLES, Message, role_of
 
-VERSION = 1
+VERSION = 2
+MAC_BYTES = 16
 DTYPES = frozenset({"uint8", "int8", "uint16", "int16", "int32", "int64", "float16", "float32", "float64", "bool"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -73,11 +84,17 @@ def wire_array(value: Any) -> np.ndarray:
     return arr
 
 
-def encode(msg: Message, arrays: dict[str, np.ndarray], shm: dict[str, ShmRef] | None = None) -> list[Any]:
+def mac(key: bytes, header: Any) -> bytes:
+    return hashlib.blake2b(header, key=key, digest_size=MAC_BYTES).digest()
+
+
+def encode(msg: Message, arrays: dict[str, np.ndarray], shm: dict[str, ShmRef] | None = None,
+           key: bytes | None = None, replay: bool = False) -> list[Any]:
     """Frames for `msg`, whose buffers are given already converted by `wire_array`.
 
     Buffers named in `shm` travel as references; the rest follow the header inline,
-    without copies (zmq sends straight from the arrays' memory).
+    without copies (zmq sends straight from the arrays' memory). With `key`, a mac frame
+    leads. `replay` makes the replay marker (see the module docstring).
     """
     shm = shm or {}
     entries, inline = [], []
@@ -94,7 +111,10 @@ def encode(msg: Message, arrays: dict[str, np.ndarray], shm: dict[str, ShmRef] |
         "pts": None if msg.pts is None else float(msg.pts), "cap": float(msg.capture_ts),
         "eos": bool(msg.eos), "meta": msg.meta, "bufs": entries,
     }
-    return [msgpack.packb(header, use_bin_type=True, default=_builtin), *inline]
+    if replay:
+        header["replay"] = True
+    packed = msgpack.packb(header, use_bin_type=True, default=_builtin)
+    return [mac(key, packed), packed, *inline] if key is not None else [packed, *inline]
 
 
 def unpack_bounded(data: Any, limit: int) -> Any:
@@ -130,10 +150,18 @@ def _check_entry(entry: Any, index: int, limits: Limits) -> tuple[str, np.dtype,
 ShmResolver = Callable[[ShmRef, np.dtype, tuple[int, ...], int], np.ndarray]
 
 
-def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmResolver | None = None) -> Message:
-    """Validate `frames` (bytes, memoryviews or zmq Frames) and build a Message over them without copying."""
-    _need(len(frames) >= 1, "empty message")
+def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmResolver | None = None,
+           key: bytes | None = None) -> Message:
+    """Validate `frames` (bytes, memoryviews or zmq Frames) and build a Message over them without copying.
+
+    With `key`, the leading mac must match the header before anything else is read."""
     views = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
+    if key is not None:
+        _need(len(views) >= 2 and views[0].nbytes == MAC_BYTES, "no message authentication code")
+        _need(views[1].nbytes <= limits.max_header_bytes, f"header of {views[1].nbytes} bytes exceeds {limits.max_header_bytes}")
+        _need(hmac.compare_digest(mac(key, views[1]), views[0]), "message authentication failed (not from this run)")
+        views = views[1:]
+    _need(len(views) >= 1, "empty message")
     _need(views[0].nbytes <= limits.max_header_bytes, f"header of {views[0].nbytes} bytes exceeds {limits.max_header_bytes}")
     try:
         header = unpack_bounded(views[0], limits.max_header_bytes)
@@ -150,6 +178,8 @@ def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmRes
     _need(isinstance(meta, dict), "meta is not a map")
     _need(isinstance(eos, bool), "eos is not a bool")
     _need(isinstance(bufs, list) and len(bufs) <= limits.max_buffers, f"bufs must be a list of at most {limits.max_buffers}")
+    replay = header.get("replay", False)
+    _need(replay is False or (replay is True and not bufs and not eos), "bad replay marker")
 
     buffers: dict[str, np.ndarray] = {}
     inline = iter(views[1:])
@@ -169,4 +199,4 @@ def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmRes
             _need(view.nbytes == nbytes, f"buffer {name}: {view.nbytes} bytes but shape {list(shape)} x {dt.itemsize} needs {nbytes}")
             buffers[name] = np.frombuffer(view, dtype=dt).reshape(shape)
     return Message(seq=seq, pts=None if pts is None else float(pts), capture_ts=float(cap), stream=stream,
-                   buffers=buffers, meta=meta, eos=eos)
+                   buffers=buffers, meta=meta, eos=eos, replay=replay)

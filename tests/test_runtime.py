@@ -20,11 +20,12 @@ import zmq.auth
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _start(tmp_path: Path, graph: str, *args: str, name: str = "g") -> tuple[subprocess.Popen, Path]:
+def _start(tmp_path: Path, graph: str, *args: str, name: str = "g",
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Path]:
     path = tmp_path / f"{name}.yaml"
     path.write_text(textwrap.dedent(graph))
     report = tmp_path / f"{name}.json"
-    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the run's ipc sockets land under tmp_path
+    env = {**os.environ, "TMPDIR": str(tmp_path), **(env or {})}  # the run's ipc sockets land under tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "launch", "run", str(path), "--quiet", "--report", str(report), *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -127,25 +128,6 @@ def test_latest_edge_keeps_latency_flat_and_never_goes_back(tmp_path, w, h):
     # every frame not delivered was counted as a drop, at the sender or the receiver
     assert latest["nodes"]["source"]["drops"] + lat["drops"] == 150 - seen["frames"]
     assert lat["latency"]["p99_ms"] < 250, lat["latency"]
-
-
-def test_killed_node_is_restarted_and_the_graph_finishes(tmp_path):
-    proc, report = _start(tmp_path, """
-        nodes:
-          - {name: source, kind: synthetic, params: {width: 320, height: 240, frames: 150, fps: 50, realtime: true}}
-          - {name: mid, kind: invert, restart: {max: 3, backoff: 0.2}}
-          - {name: check, kind: integrity}
-        edges: [source.out -> mid.in, mid.out -> check.in]
-    """)
-    mid = _wait_for(lambda: next((p for p, n in _children(proc.pid).items() if n == "ns:mid"), None))
-    time.sleep(1.0)
-    os.kill(mid, signal.SIGKILL)
-    code, report, err = _finish(proc, report)
-    assert code == 0, err
-    assert report["outcome"] == "completed"
-    assert report["nodes"]["mid"]["restarts"] == 1 and "restart 1/3" in err
-    frames = _integrity(report)["frames"]
-    assert 100 < frames <= 150 and _integrity(report)["corrupted"] == 0 and _integrity(report)["reordered"] == 0
 
 
 def _hostile_messages() -> list[list[bytes]]:

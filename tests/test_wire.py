@@ -166,3 +166,48 @@ def test_a_stale_descriptor_does_not_free_its_slot_once_handed_again_under_the_n
     del view
     gc.collect()
     assert ring.try_acquire() is not None  # released once the consumer let go
+
+
+def test_a_header_without_the_runs_mac_is_refused():
+    key = bytes(range(32))
+    arrays = {"image": wire_array(np.zeros((8, 8, 3), np.uint8))}
+    frames = [bytes(f) for f in encode(GOOD, arrays, None, key)]
+    assert decode(frames, key=key).seq == 1
+    with pytest.raises(WireError, match="no message authentication code"):
+        decode(frames[1:], key=key)  # a well-formed message from outside the run
+    forged = _with_header(frames[1:], {**_header(frames[1:]), "seq": 2 ** 62})
+    with pytest.raises(WireError, match="authentication failed"):
+        decode([frames[0], *forged], key=key)  # a genuine mac on a changed header
+    with pytest.raises(WireError, match="authentication failed"):
+        decode(frames, key=bytes(32))  # another run's key
+
+
+def test_a_descriptor_for_a_slot_not_handed_to_this_input_is_refused_and_frees_nothing(tmp_path):
+    # forged: the right ring, column and epoch, but a slot the producer gave this input no flag for; and
+    # a forged copy of a genuine descriptor must not clear that slot's flag when it goes away
+    ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=3, columns=1)
+    reader = ShmReader(tmp_path, {"src.out": 0})
+    lease = ring.try_acquire()
+    genuine = ring.publish(lease, 0)
+    del lease
+    gc.collect()
+    for slot in (1, 2):
+        with pytest.raises(WireError, match="not handed to this input"):
+            reader.resolve(ShmRef("src.out", slot, 0, genuine.epoch), np.dtype(np.uint8), (10,), 10)
+    with pytest.raises(StaleError):
+        reader.resolve(ShmRef("src.out", genuine.slot, 0, genuine.epoch + 7), np.dtype(np.uint8), (10,), 10)
+    assert ring.map.flags[genuine.slot, 0] != 0  # neither refusal freed the genuine hand-over
+    assert reader.resolve(genuine, np.dtype(np.uint8), (10,), 10).shape == (10,)
+
+
+def test_epochs_do_not_wrap_onto_older_ones(tmp_path):
+    # the flag was epoch % 255 + 1: a descriptor of epoch 0 matched a slot handed over under epoch 255
+    ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=1, columns=1)
+    reader = ShmReader(tmp_path, {"src.out": 0})
+    ring.map.epochs[0] = 255
+    lease = ring.try_acquire()
+    ref = ring.publish(lease, 0)
+    assert ref.epoch == 255
+    with pytest.raises(StaleError):
+        reader.resolve(ShmRef("src.out", 0, 0, 0), np.dtype(np.uint8), (10,), 10)
+    assert ring.map.flags[0, 0] == 256  # the stale epoch-0 descriptor left the epoch-255 hand-over alone

@@ -9,6 +9,7 @@ class DiscardSink(Sink):
     """Discards everything; its metrics still count frames, latency and drops."""
 
     inputs = {"in": Port("any")}
+    resumable = True  # it keeps nothing a crash could lose
 
     def process(self, inputs: dict[str, Message]) -> None:
         pass
