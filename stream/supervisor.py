@@ -19,9 +19,9 @@
 - Exit code: 0 completed, or a live job stopped by `duration`; 1 failed (fatal error,
   restarts exhausted, a loss the runtime could not repair); 128 + the signal when stopped by
   one (130 Ctrl-C, 143 SIGTERM): a job stopped before its end did not do all its work.
-- CPU threads: each process gets an equal share of this host's cores for its torch/OpenMP
-  pool (OMP_NUM_THREADS), unless the environment sets OMP_NUM_THREADS or a node its own
-  `threads`. Every library otherwise starts one thread per core in every process, and on
+- CPU threads: the processes that compute share this host's cores for their torch/OpenMP
+  pools (OMP_NUM_THREADS; `_thread_shares`), unless the environment sets OMP_NUM_THREADS or a
+  node its own `threads`. Every library otherwise starts one thread per core in every process, and on
   a small host the pools fight: measured on 2 cores with the telepresence render host
   (avatar + stylizer + two light nodes), avatar / stylizer 666 / 883 ms a frame with the
   defaults against 95 / 215 ms with this share.
@@ -129,6 +129,22 @@ def _host_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _thread_shares(graph: GraphSpec, handles: list[ProcessHandle], cores: int) -> dict[str, int]:
+    """Each process's torch/OpenMP pool (label -> threads): the cores split by the compute its nodes do.
+
+    A node that runs a torch pool declares a `threads` parameter (stylize, avatar); it weighs 1, any
+    other node 0 (sources, resizers, encoders and sinks mostly decode, copy or wait, and their
+    libraries do not size themselves by OMP_NUM_THREADS). Every process keeps at least 1 thread;
+    with no compute node the cores are shared equally. An equal share per process gave the live
+    stylizer 1 of 2 cores beside two nearly idle nodes (11.6 fps; 14 fps with both, issue 13).
+    """
+    cost = {h.label: sum(hasattr(graph.nodes[n].params, "threads") for n in h.nodes) for h in handles}
+    total = sum(cost.values())
+    if not total:
+        return {label: max(1, cores // len(handles)) for label in cost}
+    return {label: max(1, round(cores * c / total)) for label, c in cost.items()}
+
+
 def _groups(graph: GraphSpec, host: str) -> list[ProcessHandle]:
     handles: dict[str, ProcessHandle] = {}
     for name in graph.order():
@@ -168,7 +184,7 @@ class Supervisor:
         self.ring_dir = shm_root() / f"ns-{run_id}"
         self.ring_dir.mkdir(mode=0o700)
         _claim(self.ring_dir)
-        self.cpu_threads = max(1, _host_cpus() // len(self.handles))
+        self.cpu_threads = _thread_shares(graph, self.handles, _host_cpus())
         self.edge_key = secrets.token_hex(32)  # authenticates every message between this run's processes
         self.zctx = zmq.Context()
         self.status_sock = self.zctx.socket(zmq.PULL)
@@ -209,7 +225,7 @@ class Supervisor:
         cfg = ProcessConfig(label=h.label, graph_path=str(self.graph.path), overrides=self.overrides, nodes=h.nodes,
                             run_dir=str(self.run_dir), ring_dir=str(self.ring_dir), status_endpoint=self.status_endpoint,
                             resume={n: resume for n in sources if resume}, incarnation=h.incarnation,
-                            cpu_threads=self.cpu_threads, edge_key=self.edge_key, control_endpoint=self._control_endpoint(h))
+                            cpu_threads=self.cpu_threads[h.label], edge_key=self.edge_key, control_endpoint=self._control_endpoint(h))
         h.proc = subprocess.Popen([sys.executable, "-m", "stream.boot", str(os.getpid())], stdin=subprocess.PIPE)
         h.proc.stdin.write(cfg.to_json().encode())
         h.proc.stdin.close()

@@ -110,7 +110,7 @@ def test_avatar_node_renders_nothing_when_no_person_is_detected(tmp_path):
 
 
 @pytest.mark.parametrize("threads, env, expected", [
-    (0, None, max(1, len(os.sched_getaffinity(0)) // 3)),  # three processes share the host's cores
+    (0, None, len(os.sched_getaffinity(0))),               # the one compute node gets the host's cores
     (2, None, 2),                                          # a node's own setting wins
     (0, "2", min(2, len(os.sched_getaffinity(0)))),       # so does the user's OMP_NUM_THREADS
 ])

@@ -276,9 +276,10 @@ def test_bad_input_exits_non_zero_naming_the_problem(files, tmp_path, capsys):
 def test_live_graph_validates_and_its_file_swap_recipe_holds(capsys):
     path = graph_file("stylize_live")
     assert main(["validate", str(path)]) == 0
-    assert "camera.out -> style.in  [latest" in capsys.readouterr().out
+    assert "small.out -> style.in  [latest" in capsys.readouterr().out
     graph = load_graph(path)
-    assert [graph.nodes[n].kind for n in graph.order()] == ["camera", "stylize", "preview"]
+    assert [graph.nodes[n].kind for n in graph.order()] == ["camera", "resize", "stylize", "resize", "preview"]
+    assert (graph.nodes["small"].params.width, graph.nodes["small"].params.height) == (256, 256)
     assert graph.nodes["style"].params.model == "starry_night"
     # the comment's recipe for a file instead of the camera gives a valid graph, and --set picks the file
     text = path.read_text()

@@ -105,15 +105,28 @@ def test_training_lowers_the_loss_and_resumes(media, tmp_path):
 
 
 def test_fast_path_matches_fp32_and_takes_any_frame():
-    """bf16 + channels-last against fp32: mean error under 1 grey level, 99.9th percentile under 8."""
-    torch.manual_seed(0)
-    net = StyleNet(StyleNetConfig(channels=(16, 32, 64), n_residual=3))
-    frame = (np.random.default_rng(0).random((71, 90, 3)) * 255).astype(np.uint8)
-    ref = FrameStylizer(net, cfg=FastPathConfig(bf16=False, channels_last=False))(frame).astype(np.float32)
-    fast = FrameStylizer(net, cfg=FastPathConfig(bf16=True, channels_last=True))(frame).astype(np.float32)
-    assert fast.shape == frame.shape
-    err = np.abs(fast - ref)
-    assert err.mean() < 1.0 and np.percentile(err, 99.9) < 8
+    """bf16 + channels-last against fp32: mean error under 1 grey level, 99.9th percentile under 8.
+
+    The errors are whole grey levels, so the 99.9th percentile of one frame sits on an integer and
+    moves by a level with the summation order: AVX-512-BF16 and AMX both round the operands to bf16
+    and accumulate in fp32, in different orders, so they draw from one distribution, not the same
+    sample. Measured here (AVX-512-BF16) over 20 random networks and frames like these: mean 0.36 ..
+    0.87, 99.9th percentile 5 or 6 (the shipped styles on seven real frames: mean <= 0.86, <= 7).
+    Before the image's own layer ran in fp32 (stylenet.ConvLayer) the same 20 gave 7 .. 8 and means
+    up to 1.08, and an AMX machine drew the 8.0 that failed this test: the bounds now stand two levels
+    above the measured tail, on several draws, instead of on it."""
+    for seed in range(4):
+        torch.manual_seed(seed)
+        net = StyleNet(StyleNetConfig(channels=(16, 32, 64), n_residual=3))
+        frame = (np.random.default_rng(seed).random((71, 90, 3)) * 255).astype(np.uint8)
+        ref = FrameStylizer(net, cfg=FastPathConfig(bf16=False, channels_last=False))(frame).astype(np.float32)
+        fast = FrameStylizer(net, cfg=FastPathConfig(bf16=True, channels_last=True))(frame).astype(np.float32)
+        assert fast.shape == frame.shape
+        err = np.abs(fast - ref)
+        assert err.mean() < 1.0 and np.percentile(err, 99.9) < 8, (seed, err.mean(), np.percentile(err, 99.9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net.net[0](torch.rand(1, 3, 8, 8)).dtype == torch.float32     # the image's layer stays fp32
+        assert net.net[1](torch.rand(1, 16, 8, 8)).dtype == torch.bfloat16
     with pytest.raises(ValueError):
         FrameStylizer(net)(frame.astype(np.float32))
 

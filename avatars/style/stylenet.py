@@ -34,17 +34,30 @@ class ConvLayer(nn.Sequential):
     """Reflection-padded convolution, optionally after a nearest-neighbour 2x upsampling.
 
     Upsample-then-convolve avoids the checkerboard artefacts of transposed convolutions.
+    ``fp32``: computed in fp32 even under bf16 autocast. The layer that reads the image needs it:
+    its output has a large mean and a small spread wherever the picture is flat, bf16 keeps 8 bits
+    of the mean, and the instance norm after it divides the rounding by the spread. Measured with
+    the shipped great_wave on seven real frames against fp32: bf16 everywhere, mean error up to 2.2
+    grey levels and 99.9th percentile up to 25; this layer in fp32, 0.7 and 7.
     """
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, upsample: bool = False, fp32: bool = False):
         layers = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
         layers += [nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride)]
         super().__init__(*layers)
+        self.fp32 = fp32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.fp32:
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
 
 
 class ConvNormReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel: int, norm: Norm, stride: int = 1, upsample: bool = False):
-        super().__init__(ConvLayer(cin, cout, kernel, stride, upsample), norm_layer(norm, cout), nn.ReLU())
+    def __init__(self, cin: int, cout: int, kernel: int, norm: Norm, stride: int = 1, upsample: bool = False,
+                 fp32: bool = False):
+        super().__init__(ConvLayer(cin, cout, kernel, stride, upsample, fp32), norm_layer(norm, cout), nn.ReLU())
 
 
 class ResidualBlock(nn.Module):
@@ -83,7 +96,7 @@ class StyleNet(nn.Module):
         c1, c2, c3 = cfg.channels
         n = cfg.norm
         self.net = nn.Sequential(
-            ConvNormReLU(3, c1, 9, n), ConvNormReLU(c1, c2, 3, n, stride=2), ConvNormReLU(c2, c3, 3, n, stride=2),
+            ConvNormReLU(3, c1, 9, n, fp32=True), ConvNormReLU(c1, c2, 3, n, stride=2), ConvNormReLU(c2, c3, 3, n, stride=2),
             *[ResidualBlock(c3, n) for _ in range(cfg.n_residual)],
             ConvNormReLU(c3, c2, 3, n, upsample=True), ConvNormReLU(c2, c1, 3, n, upsample=True),
             ConvLayer(c1, 3, 9),

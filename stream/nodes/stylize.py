@@ -3,6 +3,7 @@
 background or both, the look set by the painted region alone."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,6 +44,11 @@ class StylizeNode(Node):
                 raise ValueError("threads must be >= 0")
 
     def setup(self) -> None:
+        # Threads that wait at OpenMP barriers sleep instead of spinning: on cores shared with other
+        # work a spinning pool starves itself (2 threads on 2 busy cores: 1.5-1.8 fps against 7-12
+        # passive and 9-10 with 1 thread, bench/live.py). Read when torch's OpenMP starts, so only
+        # where nothing in this process loaded torch before; the environment's own setting wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         from avatars.core.weights import resolve_weights

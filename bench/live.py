@@ -1,0 +1,188 @@
+"""Live stylization at 256x256 on this machine's CPU: the live graph's fps and latency, lever by lever.
+
+graphs/stylize_live.yaml as shipped, except that a video clip paced at its 30 fps stands in for the
+camera and a sink that discards for the browser preview. Each variant runs in turn for ``--seconds``
+after ``--warmup`` seconds (model loading; counted out of fps and drops); fps is the rate at which
+stylized frames reach the sink, latency runs from the capture timestamp to the sink, drops are the
+stale frames the `latest` edges discarded. Variants (the stylize node's parameters):
+
+    equal share   threads: 1, what the old equal share per process gave it (2 cores, 5 processes)
+    weighted      the supervisor's share by compute (stylize is the one compute node: both cores)
+    + flow        weighted, with flow-guided smoothing (less flicker, docs/stylize.md section 8)
+
+and, with ``--paths``, the same 256x256 frame through each inference path in this process, one
+thread, against the torch fast path: torch fp32, ONNX Runtime fp32, OpenVINO fp32 and bf16 (each
+where its package is installed), with the error against fp32 torch. The machine is shared: compare
+the ratios within one run. The last line is the shipped graph's (the `weighted` variant):
+
+    live stylize 256x256: F fps, latency p50 A ms p99 B ms, drops D
+
+    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--paths]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from launch.media import media_root
+from launch.shipped import graph_file
+from stream.graph import load_graph
+from stream.supervisor import Supervisor
+
+CLIP = "video/kinetics_ta_chi_340x256.mp4"       # 29.97 fps, a person dancing
+VARIANTS: dict[str, dict[str, Any]] = {
+    "equal share": {"threads": 1},
+    "weighted": {},
+    "+ flow": {"smoothing": "flow"},
+}
+SHIPPED = "weighted"
+
+
+@dataclass
+class LiveResult:
+    fps: float
+    p50_ms: float
+    p99_ms: float
+    drops: int
+
+    def line(self) -> str:
+        return (f"{self.fps:.1f} fps, latency p50 {self.p50_ms:.0f} ms p99 {self.p99_ms:.0f} ms, "
+                f"drops {self.drops}")
+
+
+class _Recorder:
+    """Stands in for the supervisor's status view: notes the counters once the warm-up is over."""
+
+    def __init__(self, warmup: float):
+        self.warmup, self.at_warmup, self.report = warmup, None, None
+
+    def update(self, handles: list[Any], elapsed: float) -> None:
+        if self.at_warmup is None and elapsed >= self.warmup:
+            self.at_warmup = (elapsed, {n: dict(s.get("metrics", {})) for h in handles
+                                        for n, s in h.node_status.items()})
+
+    def close(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+
+def live_graph(clip: Path, folder: Path) -> Path:
+    """The shipped live graph with the clip as its camera and a discarding sink as its preview."""
+    doc = yaml.safe_load(graph_file("stylize_live").read_text())
+    kinds = {n["name"]: n for n in doc["nodes"]}
+    kinds["camera"].update(kind="video", params={"path": str(clip), "realtime": True, "loop": True, "audio": False})
+    kinds["preview"].update(kind="discard", params={})
+    path = folder / "stylize_live_bench.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: float) -> LiveResult:
+    overrides = {"style": style}
+    sup = Supervisor(load_graph(graph_path, overrides), overrides, duration=warmup + seconds, quiet=True)
+    sup.view = recorder = _Recorder(warmup)
+    if sup.run() != 0:
+        raise RuntimeError(f"the live graph failed: {sup.last_report}")
+    (t0, before), report = recorder.at_warmup, recorder.report
+    nodes = report["nodes"]
+    sink = nodes["preview"]
+    frames = sink["frames_in"] - before.get("preview", {}).get("frames_in", 0)
+    drops = sum(n["drops"] for n in nodes.values()) - sum(m.get("drops", 0) for m in before.values())
+    return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops)
+
+
+def inference_paths(seconds: float) -> None:
+    """Each CPU inference path on one 256x256 frame, one thread: fps and error against fp32 torch."""
+    import io
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from avatars.core.weights import resolve_weights
+    from avatars.style.checkpoint import load_stylizer
+    from avatars.style.stylize import FastPathConfig, FrameStylizer
+
+    torch.set_num_threads(1)
+    model = load_stylizer(resolve_weights("starry_night", "style"))
+    frame = np.asarray(Image.open(media_root() / "content" / "skimage_astronaut.png").convert("RGB").resize((256, 256)))
+    reference = FrameStylizer(model, cfg=FastPathConfig(bf16=False, channels_last=False))
+    ref = reference(frame).astype(np.float32)
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div(255).contiguous()
+
+    def rate(run) -> float:
+        run(), run()
+        n, start = 0, time.perf_counter()
+        while n < 3 or time.perf_counter() - start < seconds:
+            run()
+            n += 1
+        return n / (time.perf_counter() - start)
+
+    def to_uint8(y) -> np.ndarray:
+        return (np.clip(np.asarray(y)[0].transpose(1, 2, 0), 0, 1) * 255).round().astype(np.float32)
+
+    fast = FrameStylizer(model)
+    base = rate(lambda: fast(frame))
+    print(f"  torch fast path ({'bf16' if fast.bf16 else 'fp32'}, channels-last): {base:.1f} fps")
+    paths = {"torch fp32": lambda: reference(frame)}
+    out = {"torch fp32": lambda: ref}
+    try:
+        import openvino as ov
+
+        converted = ov.convert_model(model.eval(), example_input=x)
+        for precision in ("f32", "bf16"):
+            compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_NUM_THREADS": 1,
+                                                                   "INFERENCE_PRECISION_HINT": precision})
+            paths[f"OpenVINO {precision}"] = out[f"OpenVINO {precision}"] = \
+                (lambda c=compiled: to_uint8(c({0: x.numpy()})[0]))
+    except ImportError:
+        print("  (openvino not installed: skipped)")
+    try:
+        import onnxruntime as ort
+
+        buf = io.BytesIO()
+        torch.onnx.export(model.eval(), (x,), buf, dynamo=False, input_names=["x"], opset_version=17)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+        paths["ONNX Runtime fp32"] = out["ONNX Runtime fp32"] = \
+            lambda: to_uint8(session.run(None, {"x": x.numpy()})[0])
+    except Exception as exc:  # ImportError, or the exporter's error without the onnx package
+        print(f"  (ONNX Runtime skipped: {type(exc).__name__}: {exc})")
+    for name, run in paths.items():
+        err = np.abs(out[name]() - ref) if name in out and name != "torch fp32" else None
+        acc = f", error vs fp32 mean {err.mean():.2f} p99.9 {np.percentile(err, 99.9):.1f}" if err is not None else ""
+        fps = rate(run)
+        print(f"  {name}: {fps:.1f} fps ({fps / base:.2f}x the fast path){acc}")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m launch bench live", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per variant")
+    ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring (model loading)")
+    ap.add_argument("--clip", type=Path, default=None, help=f"video standing in for the camera (default {CLIP})")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
+    args = ap.parse_args(argv)
+    clip = args.clip or media_root() / CLIP
+    if not clip.is_file():
+        print(f"error: {clip}: no such clip (set STREAM_MEDIA or give --clip)")
+        return 2
+    if args.paths:
+        print("inference paths, 256x256, 1 thread, in this process:")
+        inference_paths(3.0)
+    results: dict[str, LiveResult] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = live_graph(clip, Path(tmp))
+        for name in dict.fromkeys([*args.variants, SHIPPED]):
+            results[name] = run_live(graph, copy.deepcopy(VARIANTS[name]), args.seconds, args.warmup)
+            ratio = results[name].fps / next(iter(results.values())).fps
+            print(f"  {name}: {results[name].line()} ({ratio:.2f}x {next(iter(results))})", flush=True)
+    print(f"live stylize 256x256: {results[SHIPPED].line()}")
+    return 0

@@ -1,0 +1,28 @@
+"""The supervisor's thread share: the cores go to the nodes that compute, not equally to every process."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stream.graph import LOCAL_HOST, build_graph, load_graph
+from stream.supervisor import _groups, _thread_shares
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_live_stylizer_gets_the_cores_and_the_light_nodes_one_thread():
+    graph = load_graph(REPO / "graphs" / "stylize_live.yaml")
+    shares = _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=2)
+    assert shares == {"camera": 1, "small": 1, "style": 2, "display": 1, "preview": 1}
+    assert _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=16)["style"] == 16
+
+
+def test_two_compute_nodes_split_the_cores_and_no_compute_node_shares_them_equally():
+    doc = {"nodes": [{"name": "src", "kind": "synthetic", "params": {"frames": 1}},
+                     {"name": "a", "kind": "stylize"}, {"name": "b", "kind": "stylize"},
+                     {"name": "sink", "kind": "discard"}],
+           "edges": ["src.out -> a.in", "a.out -> b.in", "b.out -> sink.in"]}
+    graph = build_graph(doc, "two", {})
+    assert _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=2) == {"src": 1, "a": 1, "b": 1, "sink": 1}
+    assert _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=8) == {"src": 1, "a": 4, "b": 4, "sink": 1}
+    light = build_graph({"nodes": [doc["nodes"][0], doc["nodes"][3]], "edges": ["src.out -> sink.in"]}, "light", {})
+    assert _thread_shares(light, _groups(light, LOCAL_HOST), cores=8) == {"src": 4, "sink": 4}
