@@ -33,7 +33,7 @@ from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.security import stop_authenticators
 from stream.node import Node, NodeError, Source
-from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires
+from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires, replay_window
 from stream.wire import unpack_bounded
 
 EXIT_OK, EXIT_CRASH, EXIT_FATAL = 0, 1, 3
@@ -91,8 +91,9 @@ class NodeRunner:
         key = bytes.fromhex(cfg.edge_key) if cfg.edge_key else None
         self.inputs = {p: InputPort(self.name, p, w, spec.cls.inputs[p], zctx, ring_dir, graph.keys_dir, self.metrics,
                                     cfg.incarnation > 0, key) for p, w in mine_in.items()}
-        self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping, key)
-                        for p, ws in mine_out.items()}
+        window = replay_window(wires.values())
+        self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping, key,
+                                      window) for p, ws in mine_out.items()}
         self._latest: dict[str, Message] = {}
         self.node: Node = spec.cls(spec.params, self)
 

@@ -16,11 +16,12 @@ A slot is free when the producer holds no lease on it and no consumer flag is se
 A restarted consumer cannot release what its dead predecessor held, so it clears its
 column and bumps the column's *epoch*; descriptors published under an older epoch
 (still queued for the dead process) are then refused as stale, instead of being read
-from a slot the producer may already be rewriting. A flag holds the epoch it was set under
-(epoch + 1, 32 bits: it never wraps onto an older epoch), and a descriptor is honoured only
-while its slot's flag says it was handed to this column under this epoch: a forged
-descriptor (any slot, any epoch) is refused, and neither it nor a stale one ever clears a
-flag that is not its own. A consumer's first start never clears anything: descriptors may
+from a slot the producer may already be rewriting. A flag holds the *tag* of the hand-over
+that set it (a 32-bit number the producer never gives twice in a row of 2**32), and the
+descriptor carries that tag: a descriptor is honoured only while its slot's flag holds its tag,
+so a forged one (any slot, any epoch) is refused, and no descriptor, stale or forged, ever
+clears a flag that is not its own: not even an earlier hand-over of the same slot in the same
+epoch (a replay hands a slot again while a view of it may still be alive). A consumer's first start never clears anything: descriptors may
 already be on their way to it. An aligned 32-bit word written by one side and read by the
 other needs no atomics on the platforms we support; the ZeroMQ message that follows the
 write orders it.
@@ -28,8 +29,10 @@ write orders it.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import mmap
 import os
+import secrets
 import struct
 import tempfile
 import threading
@@ -58,11 +61,6 @@ def shm_root() -> Path:
 
 def _align(n: int, to: int) -> int:
     return (n + to - 1) // to * to
-
-
-def _flag(epoch: int) -> int:
-    """The non-zero flag of a slot handed to a consumer under `epoch`."""
-    return epoch + 1
 
 
 def _data_offset(nslots: int, columns: int) -> int:
@@ -145,6 +143,7 @@ class ShmRing:
         self._held: set[int] = set()
         self._lock = threading.Lock()
         self._next = 0
+        self._tags = itertools.count(secrets.randbelow(2 ** 31))  # from a random start: a restarted producer's too
 
     @property
     def slot_bytes(self) -> int:
@@ -183,8 +182,9 @@ class ShmRing:
     def publish(self, lease: _Lease, column: int) -> ShmRef:
         """Mark the slot as handed to consumer `column`; it stays busy until that consumer lets go."""
         epoch = int(self.map.epochs[column])  # read before the flag is set: a reset in between makes it stale
-        self.map.flags[lease.slot, column] = _flag(epoch)
-        return ShmRef(self.name, lease.slot, column, epoch)
+        tag = next(self._tags) % (2 ** 32 - 1) + 1
+        self.map.flags[lease.slot, column] = tag
+        return ShmRef(self.name, lease.slot, column, epoch, tag)
 
     def retract(self, ref: ShmRef) -> None:
         """Undo `publish` for a descriptor that could not be sent."""
@@ -214,8 +214,8 @@ class ShmReader:
         return m
 
     @staticmethod
-    def _release(mapping: _Mapping, slot: int, column: int, flag: int) -> None:
-        if mapping.flags[slot, column] == flag:  # the producer writes a flag only while it is 0
+    def _release(mapping: _Mapping, slot: int, column: int, tag: int) -> None:
+        if mapping.flags[slot, column] == tag:  # the producer writes a flag only while it is 0
             mapping.flags[slot, column] = 0
 
     def resolve(self, ref: ShmRef, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
@@ -227,12 +227,11 @@ class ShmReader:
             raise WireError(f"cannot map shared-memory ring {ref.ring!r}: {exc}") from None
         if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
             raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
-        flag = _flag(ref.epoch)
         if ref.epoch != m.epochs[ref.column]:
-            self._release(m, ref.slot, ref.column, flag)  # only while still its own, not a newer hand-over's
+            self._release(m, ref.slot, ref.column, ref.tag)  # only while still its own, not a newer hand-over's
             raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
-        if m.flags[ref.slot, ref.column] != flag:
-            raise WireError(f"shm reference {ref}: the slot was not handed to this input (forged or replayed)")
+        if ref.tag == 0 or m.flags[ref.slot, ref.column] != ref.tag:
+            raise WireError(f"shm reference {ref}: the slot was not handed to this input (forged, or already released)")
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
-        weakref.finalize(lease, self._release, m, ref.slot, ref.column, flag)
+        weakref.finalize(lease, self._release, m, ref.slot, ref.column, ref.tag)
         return np.asarray(lease).view(dtype).reshape(shape)

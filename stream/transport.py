@@ -20,9 +20,10 @@ import collections
 import itertools
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import zmq
@@ -33,7 +34,7 @@ from stream.metrics import NodeMetrics
 from stream.node import Port
 from stream.security import curve_client, curve_server, curve_user_id
 from stream.shm import ShmReader, ShmRing, StaleError, lease_of
-from stream.wire import Limits, ShmRef, WireError, decode, encode, wire_array
+from stream.wire import AuthError, Limits, ShmRef, WireError, decode, encode, wire_array
 
 #: Buffers smaller than this travel inline even on ipc edges (a slot costs more than the copy).
 SHM_MIN_BYTES = 64 * 1024
@@ -108,11 +109,24 @@ def _log(node: str, text: str) -> None:
 
 
 #: A replay keeps at most this many messages per edge (the ring's in-flight share bounds those in shared memory).
-REPLAY_MAX = 256
+REPLAY_MAX = 1024
 REPLAY_MAX_BYTES = 32 * 1024 * 1024
 #: A sequence number may run ahead of the last one an input accepted by at most this much (9.7 hours at
 #: 30 fps): a forged or buggy 2**62 would otherwise make every later message look old.
 MAX_SEQ_STEP = 1 << 20
+
+
+def in_flight(depth: int) -> int:
+    """Shared-memory frames a consumer of a `depth` edge may hold at once (queues on both ends, its backlog)."""
+    return 2 * depth + 4
+
+
+def replay_window(wires: Iterable[EdgeWire]) -> int:
+    """Frames a producer keeps per replayable edge: what may be in flight to its consumer, plus what that
+    consumer may have passed on that had not reached the next one when it died (a hop of the graph's
+    deepest block edge). A resume point older than this fails the job instead of losing frames."""
+    deepest = max((w.edge.depth for w in wires if w.edge.policy == "block"), default=1)
+    return 2 * in_flight(deepest) + 4
 
 
 def replayable(wire: EdgeWire) -> bool:
@@ -161,9 +175,10 @@ class OutputPort:
     """
 
     def __init__(self, node: str, name: str, wires: list[EdgeWire], zctx: zmq.Context, ring_dir: Path,
-                 keys_dir: Path | None, metrics: NodeMetrics, stopping: Callable[[], bool], key: bytes | None = None):
+                 keys_dir: Path | None, metrics: NodeMetrics, stopping: Callable[[], bool], key: bytes | None = None,
+                 window: int = 0):
         self.node, self.name, self.wires = node, name, wires
-        self.metrics, self.stopping, self.key = metrics, stopping, key
+        self.metrics, self.stopping, self.key, self.window = metrics, stopping, key, window
         self.ring_dir = ring_dir
         self.ring: ShmRing | None = None
         self.ring_columns = sum(1 for w in wires if w.transport == "ipc")
@@ -181,11 +196,10 @@ class OutputPort:
     def _ring_for(self, nbytes: int) -> ShmRing | None:
         if self.ring_columns == 0:
             return None
-        if self.ring is None:
-            depth = max(w.edge.depth for w in self.wires if w.transport == "ipc")
-            in_flight = 2 * depth + 4
-            kept = 2 * in_flight if any(e.window is not None for e in self.edges) else 0
-            self.ring = ShmRing(self.ring_dir / f"{self.node}.{self.name}", nbytes, in_flight + kept, self.ring_columns)
+        if self.ring is None:  # with replayable edges, the kept frames hold slots (those in flight among them)
+            replaying = any(e.window is not None for e in self.edges)
+            nslots = self.window + 2 if replaying else in_flight(max(w.edge.depth for w in self.wires if w.transport == "ipc"))
+            self.ring = ShmRing(self.ring_dir / f"{self.node}.{self.name}", nbytes, nslots, self.ring_columns)
         return self.ring if nbytes <= self.ring.slot_bytes else None
 
     def allocate(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -230,8 +244,7 @@ class OutputPort:
         edge.window.append(kept)
         edge.window_bytes += kept.nbytes
         edge.window_slots += bool(leases)
-        shm_limit = self.ring.map.nslots * 2 // 3 if self.ring is not None else 0
-        while len(edge.window) > REPLAY_MAX or edge.window_bytes > REPLAY_MAX_BYTES or edge.window_slots > shm_limit:
+        while len(edge.window) > REPLAY_MAX or edge.window_bytes > REPLAY_MAX_BYTES or edge.window_slots > self.window:
             old = edge.window.popleft()
             edge.window_bytes -= old.nbytes
             edge.window_slots -= bool(old.leases)
@@ -252,9 +265,24 @@ class OutputPort:
                     leases = self._shm_placement(arrays) if self.ring_columns else {}
                 if edge.window is not None:
                     self._keep(edge, msg, arrays, leases)
+                    if leases and not self._credit(edge):
+                        continue
                 sent = self._send(edge, *self._frames(edge, msg, arrays, leases), wait)
             if not sent and not self.stopping():
                 self.metrics.drops += 1
+
+    def _credit(self, edge: _Edge) -> bool:
+        """Wait until the edge's consumer holds fewer than `in_flight` slots: what a crash can strand in
+        flight stays within the window. False when stopping."""
+        flags, limit = self.ring.map.flags[:, edge.wire.column], in_flight(edge.wire.edge.depth)
+        pause = 20e-6
+        while np.count_nonzero(flags) >= limit:
+            if self.stopping():
+                return False
+            self.serve()  # what the outbox holds (a replay) is what the consumer must release first
+            time.sleep(pause)
+            pause = min(pause * 2, 2e-3)
+        return True
 
     def _send(self, edge: _Edge, frames: list[Any], refs: list[ShmRef], wait: bool) -> bool:
         """Send what waits in the edge's outbox, then `frames`; `wait` retries until sent or the node is stopping.
@@ -391,8 +419,8 @@ class InputPort:
         except StaleError as exc:
             self._refuse("stale", str(exc))
             return None
-        except WireError as exc:
-            self._refuse("rejected", str(exc))
+        except WireError as exc:  # before a replay's marker, our producer's own traffic may fail too: stale
+            self._refuse("stale" if self.awaiting_replay and not isinstance(exc, AuthError) else "rejected", str(exc))
             return None
         if msg.replay:
             if self.awaiting_replay:

@@ -11,7 +11,7 @@ authenticates the sender instead (`stream.transport`). A header with `replay: tr
 no frame: it tells a restarted consumer that the producer's replay starts here
 (`stream.transport.OutputPort`).
 
-A buffer may instead live in a shared-memory slot (`shm: [ring, slot, column, epoch]`, see
+A buffer may instead live in a shared-memory slot (`shm: [ring, slot, column, epoch, tag]`, see
 `stream.shm`), in which case no frame carries it. Nothing here ever unpickles:
 the header is msgpack with bounded sizes, the buffers are raw bytes whose dtype comes
 from a whitelist and whose length must equal shape x itemsize. Every check happens
@@ -42,6 +42,10 @@ class WireError(ValueError):
     """A message that does not follow the wire format; the receiver counts and drops it."""
 
 
+class AuthError(WireError):
+    """A message whose mac does not prove it comes from this run."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Upper bounds a receiver enforces before it trusts a header."""
@@ -62,6 +66,7 @@ class ShmRef:
     slot: int
     column: int
     epoch: int = 0
+    tag: int = 0  # the hand-over's tag, as the slot's flag holds it (stream.shm)
 
 
 def _builtin(value: Any) -> Any:
@@ -102,7 +107,7 @@ def encode(msg: Message, arrays: dict[str, np.ndarray], shm: dict[str, ShmRef] |
         entry: dict[str, Any] = {"name": name, "role": role_of(name), "dtype": arr.dtype.name, "shape": list(arr.shape)}
         ref = shm.get(name)
         if ref is not None:
-            entry["shm"] = [ref.ring, ref.slot, ref.column, ref.epoch]
+            entry["shm"] = [ref.ring, ref.slot, ref.column, ref.epoch, ref.tag]
         else:
             inline.append(arr.data if arr.ndim else arr.reshape(1).data)
         entries.append(entry)
@@ -157,9 +162,10 @@ def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmRes
     With `key`, the leading mac must match the header before anything else is read."""
     views = [memoryview(f.buffer if hasattr(f, "buffer") else f) for f in frames]
     if key is not None:
-        _need(len(views) >= 2 and views[0].nbytes == MAC_BYTES, "no message authentication code")
-        _need(views[1].nbytes <= limits.max_header_bytes, f"header of {views[1].nbytes} bytes exceeds {limits.max_header_bytes}")
-        _need(hmac.compare_digest(mac(key, views[1]), views[0]), "message authentication failed (not from this run)")
+        if len(views) < 2 or views[0].nbytes != MAC_BYTES or views[1].nbytes > limits.max_header_bytes:
+            raise AuthError("no message authentication code")
+        if not hmac.compare_digest(mac(key, views[1]), views[0]):
+            raise AuthError("message authentication failed (not from this run)")
         views = views[1:]
     _need(len(views) >= 1, "empty message")
     _need(views[0].nbytes <= limits.max_header_bytes, f"header of {views[0].nbytes} bytes exceeds {limits.max_header_bytes}")
@@ -191,7 +197,7 @@ def decode(frames: Sequence[Any], limits: Limits = Limits(), resolve_shm: ShmRes
         if "shm" in entry:
             ref = entry["shm"]
             _need(resolve_shm is not None, f"buffer {name}: shared memory not available on this edge")
-            _need(isinstance(ref, list) and len(ref) == 4 and isinstance(ref[0], str) and all(_is_int(v) for v in ref[1:]),
+            _need(isinstance(ref, list) and len(ref) == 5 and isinstance(ref[0], str) and all(_is_int(v) for v in ref[1:]),
                   f"buffer {name}: bad shm reference {ref!r}")
             buffers[name] = resolve_shm(ShmRef(*ref), dt, shape, nbytes)
         else:

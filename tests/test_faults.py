@@ -78,7 +78,7 @@ def _forged(kind: str) -> list[bytes]:
     head = {"v": 2, "stream": "", "seq": 5, "pts": None, "cap": 0.0, "eos": False, "meta": {}}
     image = {"name": "image", "role": "image", "dtype": "uint8", "shape": [240, 320, 3]}
     if kind == "descriptor":
-        return [msgpack.packb({**head, "bufs": [{**image, "shm": ["source.out", 3, 0, 0]}]})]
+        return [msgpack.packb({**head, "bufs": [{**image, "shm": ["source.out", 3, 0, 0, 1]}]})]
     if kind == "eos":
         return [msgpack.packb({**head, "eos": True, "bufs": []})]
     if kind == "seq":

@@ -200,14 +200,20 @@ def test_a_descriptor_for_a_slot_not_handed_to_this_input_is_refused_and_frees_n
     assert reader.resolve(genuine, np.dtype(np.uint8), (10,), 10).shape == (10,)
 
 
-def test_epochs_do_not_wrap_onto_older_ones(tmp_path):
-    # the flag was epoch % 255 + 1: a descriptor of epoch 0 matched a slot handed over under epoch 255
+def test_a_stale_descriptor_never_clears_a_newer_hand_over_of_its_slot(tmp_path):
+    # the flag was epoch % 255 + 1, so epoch 0 and 255 were the same flag; and two hand-overs of one slot
+    # in one epoch (a replay's, while a view of the first is still alive) could not be told apart
     ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=1, columns=1)
     reader = ShmReader(tmp_path, {"src.out": 0})
     ring.map.epochs[0] = 255
     lease = ring.try_acquire()
-    ref = ring.publish(lease, 0)
-    assert ref.epoch == 255
+    first = ring.publish(lease, 0)
+    view = reader.resolve(first, np.dtype(np.uint8), (10,), 10)
+    again = ring.publish(lease, 0)  # handed again (a replay) while the first view lives
+    assert again.epoch == first.epoch == 255 and again.tag != first.tag
+    del view
+    gc.collect()
+    assert ring.map.flags[0, 0] == again.tag  # letting go of the first did not free the second
     with pytest.raises(StaleError):
-        reader.resolve(ShmRef("src.out", 0, 0, 0), np.dtype(np.uint8), (10,), 10)
-    assert ring.map.flags[0, 0] == 256  # the stale epoch-0 descriptor left the epoch-255 hand-over alone
+        reader.resolve(ShmRef("src.out", 0, 0, 0, first.tag), np.dtype(np.uint8), (10,), 10)
+    assert reader.resolve(again, np.dtype(np.uint8), (10,), 10).shape == (10,)
