@@ -21,10 +21,16 @@ that set it (a 32-bit number the producer never gives twice in a row of 2**32), 
 descriptor carries that tag: a descriptor is honoured only while its slot's flag holds its tag,
 so a forged one (any slot, any epoch) is refused, and no descriptor, stale or forged, ever
 clears a flag that is not its own: not even an earlier hand-over of the same slot in the same
-epoch (a replay hands a slot again while a view of it may still be alive). A consumer's first start never clears anything: descriptors may
-already be on their way to it. An aligned 32-bit word written by one side and read by the
-other needs no atomics on the platforms we support; the ZeroMQ message that follows the
-write orders it.
+epoch (a replay hands a slot again while a view of it may still be alive). A consumer's
+first start never clears anything: descriptors may already be on their way to it.
+
+A restarted producer makes a new ring file in place of the old one (rename): the descriptors
+its dead predecessor published but never sent would otherwise hold their slots for good.
+Consumers still reading the old file keep their mapping of it until their views go; they map
+the new file at its first descriptor (the inode changed) and refuse the old one's stragglers
+as stale (the restarted producer sends those frames again). An aligned 32-bit word written
+by one side and read by the other needs no atomics on the platforms we support; the ZeroMQ
+message that follows the write orders it.
 """
 from __future__ import annotations
 
@@ -105,7 +111,7 @@ class _Mapping:
             os.replace(tmp, path)  # consumers never see a half-initialised ring
         fd = os.open(path, os.O_RDWR)
         try:
-            size = os.fstat(fd).st_size
+            size, self.inode = os.fstat(fd).st_size, os.fstat(fd).st_ino
             if size < _HEADER.size:
                 raise WireError(f"shared-memory ring {path.name} is truncated")
             self.mm = mmap.mmap(fd, size)
@@ -120,9 +126,6 @@ class _Mapping:
         self._anchor = ctypes.c_char.from_buffer(self.mm)  # pins the mapping; gives its address
         self.base_address = ctypes.addressof(self._anchor)
 
-    def geometry(self) -> tuple[int, int, int]:
-        return self.nslots, self.columns, self.slot_bytes
-
     def slot_address(self, slot: int) -> int:
         return self.base_address + self.data_offset + slot * self.slot_bytes
 
@@ -131,17 +134,12 @@ class ShmRing:
     """Producer side of a ring: hands out writable slots and publishes them to consumer columns."""
 
     def __init__(self, path: Path, slot_bytes: int, nslots: int, columns: int):
-        geometry = (nslots, columns, _align(slot_bytes, _PAGE))
-        existing = None
-        if path.exists():  # a restarted producer reuses its ring: consumers may still hold slots in it
-            try:
-                existing = _Mapping(path)
-            except (WireError, ValueError, OSError):
-                existing = None
-        self.map = existing if existing is not None and existing.geometry() == geometry else _Mapping(path, create=geometry)
+        self.map = _Mapping(path, create=(nslots, columns, _align(slot_bytes, _PAGE)))
         self.name = path.name
         self._held: set[int] = set()
-        self._lock = threading.Lock()
+        # re-entrant: a lease the garbage collector frees while try_acquire holds the lock releases its slot
+        # through the same lock, in the same thread (a plain Lock deadlocked the producer there)
+        self._lock = threading.RLock()
         self._next = 0
         self._tags = itertools.count(secrets.randbelow(2 ** 31))  # from a random start: a restarted producer's too
 
@@ -198,6 +196,7 @@ class ShmReader:
         self.root = root
         self.rings = rings  # ring name -> the column this consumer owns in it
         self._maps: dict[str, _Mapping] = {}
+        self._replaced: dict[str, _Mapping] = {}  # the file a restarted producer replaced, for its stragglers
 
     def reset(self) -> None:
         """After a restart: drop what the dead predecessor held, and refuse what was sent to it."""
@@ -209,7 +208,9 @@ class ShmReader:
 
     def _map(self, name: str) -> _Mapping:
         m = self._maps.get(name)
-        if m is None:
+        if m is None or os.stat(self.root / name).st_ino != m.inode:
+            if m is not None:
+                self._replaced[name] = m
             m = self._maps[name] = _Mapping(self.root / name)
         return m
 
@@ -231,6 +232,9 @@ class ShmReader:
             self._release(m, ref.slot, ref.column, ref.tag)  # only while still its own, not a newer hand-over's
             raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
         if ref.tag == 0 or m.flags[ref.slot, ref.column] != ref.tag:
+            old = self._replaced.get(ref.ring)
+            if old is not None and ref.slot < old.nslots and ref.tag and old.flags[ref.slot, ref.column] == ref.tag:
+                raise StaleError(f"shm reference {ref} is from the ring its restarted producer replaced")
             raise WireError(f"shm reference {ref}: the slot was not handed to this input (forged, or already released)")
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
         weakref.finalize(lease, self._release, m, ref.slot, ref.column, ref.tag)
