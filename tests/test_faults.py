@@ -6,12 +6,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import msgpack
-import numpy as np
 import pytest
 import zmq
 import zmq.auth
@@ -19,7 +17,7 @@ import zmq.auth
 from stream.message import Message
 from stream.nodes.testing import synthetic
 from stream.wire import encode, wire_array
-from test_runtime import REPO, _children, _finish, _free_port, _integrity, _start, _wait_for, make_keys, run_graph
+from test_runtime import _children, _finish, _free_port, _integrity, _start, _wait_for, make_keys, pushing_to, run_graph
 
 CRASH = """
 nodes:
@@ -95,17 +93,12 @@ def test_forged_descriptors_eos_and_sequence_numbers_are_refused(tmp_path):
           - {name: check, kind: integrity}
         edges: [source.out -> check.in]
     """)
-    endpoint = _wait_for(lambda: next(iter(tmp_path.glob("ns-*/check.in")), None))
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.connect(f"ipc://{endpoint}")
     kinds = ["descriptor", "seq", "no image", "eos"] * 3
-    for kind in kinds:
-        sock.send_multipart(_forged(kind))
-        time.sleep(0.1)
-    code, report, err = _finish(proc, report)
-    sock.close(linger=0)
-    ctx.term()
+    with pushing_to(tmp_path) as sock:
+        for kind in kinds:
+            sock.send_multipart(_forged(kind))
+            time.sleep(0.1)
+        code, report, err = _finish(proc, report)
     assert code == 0, err
     assert _integrity(report) == {"frames": 90, "gaps": 0, "reordered": 0, "corrupted": 0, "stamp_mismatch": 0}
     assert report["nodes"]["check"]["rejected"] == len(kinds) and "message authentication code" in err
@@ -171,17 +164,12 @@ def test_an_oversize_frame_is_cut_off_before_it_fills_memory(tmp_path):
           - {name: check, kind: integrity}
         edges: [source.out -> check.in]
     """)
-    endpoint = _wait_for(lambda: next(iter(tmp_path.glob("ns-*/check.in")), None))
-    check = _pid_of(proc, "check")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.connect(f"ipc://{endpoint}")
-    sock.send(bytes(300 * 1024 * 1024), copy=False)
-    time.sleep(1.5)
-    peak = _peak_rss_mb(check)
-    code, report, err = _finish(proc, report)
-    sock.close(linger=0)
-    ctx.term()
+    with pushing_to(tmp_path) as sock:
+        check = _pid_of(proc, "check")
+        sock.send(bytes(300 * 1024 * 1024), copy=False)
+        time.sleep(1.5)
+        peak = _peak_rss_mb(check)
+        code, report, err = _finish(proc, report)
     assert code == 0, err
     assert peak < 250, f"the check process reached {peak:.0f} MB"
     assert _integrity(report)["frames"] == 90

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
+from clips import encode_clip
 from launch.cli import main
 from stream.media import probe
 
@@ -32,17 +32,7 @@ def error_of(report: dict, node: str) -> str:
 
 def tiny_clip(path: Path, frames: int = 10) -> Path:
     """A short H.264 clip made on the fly."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_clip(path, (np.full((48, 64, 3), i * 20, np.uint8) for i in range(frames)), fps=10)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -86,18 +76,9 @@ def test_truncated_file_fails_under_skip_too(truncated: Path, tmp_path: Path) ->
 
 def test_truncated_webm_is_detected_by_its_duration(tmp_path: Path) -> None:
     # WebM declares no frame count, only a duration: the last decoded timestamp is compared with it
-    full = tmp_path / "clip.webm"
-    with av.open(str(full), "w") as container:
-        stream = container.add_stream("libvpx-vp9", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        noise = np.random.default_rng(0)
-        for i in range(60):
-            frame = av.VideoFrame.from_ndarray(noise.integers(0, 256, (48, 64, 3), dtype=np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    noise = np.random.default_rng(0)
+    full = encode_clip(tmp_path / "clip.webm", (noise.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(60)),
+                       codec="libvpx-vp9")
     cut = tmp_path / "cut.webm"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
     assert rerender(full, tmp_path / "full.mp4", tmp_path)[0] == 0

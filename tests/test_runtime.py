@@ -1,6 +1,7 @@
 """The runtime end to end: real processes, real ZeroMQ sockets, real shared memory, the real CLI."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterator
 
 import msgpack
 import numpy as np
@@ -67,6 +69,20 @@ def _wait_for(predicate, timeout: float = 30.0):
             return value
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+@contextlib.contextmanager
+def pushing_to(tmp_path: Path, port: str = "check.in") -> Iterator[zmq.Socket]:
+    """A PUSH socket of this test process, a stranger to the run, connected to a node's ipc input."""
+    endpoint = _wait_for(lambda: next(iter(tmp_path.glob(f"ns-*/{port}")), None))
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.connect(f"ipc://{endpoint}")
+    try:
+        yield sock
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 def _integrity(report: dict, node: str = "check") -> dict:
@@ -152,16 +168,11 @@ def test_malformed_messages_are_counted_and_dropped_while_the_node_keeps_running
           - {name: check, kind: integrity}
         edges: [source.out -> check.in]
     """)
-    endpoint = _wait_for(lambda: next(iter(tmp_path.glob("ns-*/check.in")), None))
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUSH)
-    sock.connect(f"ipc://{endpoint}")
     bad = _hostile_messages()
-    for frames in bad:
-        sock.send_multipart(frames)
-    code, report, err = _finish(proc, report)
-    sock.close(linger=0)
-    ctx.term()
+    with pushing_to(tmp_path) as sock:
+        for frames in bad:
+            sock.send_multipart(frames)
+        code, report, err = _finish(proc, report)
     assert code == 0, err
     check = report["nodes"]["check"]
     assert check["rejected"] == len(bad) and check["restarts"] == 0
