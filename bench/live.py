@@ -4,11 +4,20 @@ graphs/stylize_live.yaml as shipped, except that a video clip paced at its 30 fp
 camera and a sink that discards for the browser preview. Each variant runs in turn for ``--seconds``
 after ``--warmup`` seconds (model loading; counted out of fps and drops); fps is the rate at which
 stylized frames reach the sink, latency runs from the capture timestamp to the sink, drops are the
-stale frames the `latest` edges discarded. Variants (the stylize node's parameters):
+stale frames the `latest` edges discarded. Variants (the stylize node's parameters), one lever each:
 
-    equal share   threads: 1, what the old equal share per process gave it (2 cores, 5 processes)
-    weighted      the supervisor's share by compute (stylize is the one compute node: both cores)
-    + flow        weighted, with flow-guided smoothing (less flicker, docs/stylize.md section 8)
+    equal share   eager, no smoothing, threads: 1 (what the old equal share per process gave it)
+    weighted      eager, no smoothing, the supervisor's share by compute (the one compute node: both cores)
+    + flow        weighted, with flow-guided smoothing (less flicker)
+    + compile     weighted, torch.compile'd in setup for 256x256
+    shipped       the graph as shipped (weighted + compile + flow)
+
+A compiled variant gets ``--compile-warmup`` seconds of warm-up: the first compile takes minutes on
+two cores, later ones seconds (inductor's cache).
+
+Flicker: the warping error (avatars.style.flicker) of the same clip, resized by the graph's own
+geometry and stylized with and without flow smoothing, taking every k-th frame where k follows the
+fps the live graph reached (the frames it drops are the frames it does not smooth across).
 
 and, with ``--paths``, the same 256x256 frame through each inference path in this process, one
 thread, against the torch fast path: torch fp32, ONNX Runtime fp32, OpenVINO fp32 and bf16 (each
@@ -37,12 +46,15 @@ from stream.graph import load_graph
 from stream.supervisor import Supervisor
 
 CLIP = "video/kinetics_ta_chi_340x256.mp4"       # 29.97 fps, a person dancing
+EAGER = {"compile": False, "warmup_size": [], "smoothing": "none"}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "equal share": {"threads": 1},
-    "weighted": {},
-    "+ flow": {"smoothing": "flow"},
+    "equal share": {**EAGER, "threads": 1},
+    "weighted": EAGER,
+    "+ flow": {**EAGER, "smoothing": "flow"},
+    "+ compile": {**EAGER, "compile": True, "warmup_size": [256, 256]},
+    "shipped": {},
 }
-SHIPPED = "weighted"
+SHIPPED = "shipped"
 
 
 @dataclass
@@ -95,6 +107,32 @@ def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: fl
     frames = sink["frames_in"] - before.get("preview", {}).get("frames_in", 0)
     drops = sum(n["drops"] for n in nodes.values()) - sum(m.get("drops", 0) for m in before.values())
     return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops)
+
+
+def flicker(clip: Path, graph_path: Path, fps: float, frames: int = 30) -> dict[str, float]:
+    """Warping error of the clip through the graph's resize and the stylizer, smoothing none and flow,
+    at the frame spacing of a live graph running at ``fps``."""
+    import av
+    import numpy as np
+
+    from avatars.core.weights import resolve_weights
+    from avatars.style.checkpoint import load_stylizer
+    from avatars.style.flicker import warping_error
+    from avatars.style.stylize import FastPathConfig, FrameStylizer
+    from stream.nodes.resize import Geometry
+
+    small = load_graph(graph_path).nodes["small"].params
+    step = max(1, round(30 / max(fps, 1e-3)))
+    with av.open(str(clip)) as c:
+        decoded = [f.to_ndarray(format="rgb24") for i, f in zip(range(frames * step), c.decode(video=0))][::step]
+    g = Geometry.of(decoded[0].shape[:2], tuple(small.crop), (small.height, small.width), small.scale, small.fit)
+    inputs = [g.apply(f) for f in decoded]
+    model = load_stylizer(resolve_weights("starry_night", "style"))
+    errors = {"input": warping_error(inputs, inputs)}
+    for smoothing in ("none", "flow"):
+        s = FrameStylizer(model, cfg=FastPathConfig(smoothing=smoothing))
+        errors[smoothing] = warping_error(inputs, [s(np.array(f)) for f in inputs])
+    return errors
 
 
 def inference_paths(seconds: float) -> None:
@@ -168,6 +206,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring (model loading)")
     ap.add_argument("--clip", type=Path, default=None, help=f"video standing in for the camera (default {CLIP})")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--compile-warmup", type=float, default=240.0, help="warm-up of the + compile variant")
     ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
     args = ap.parse_args(argv)
     clip = args.clip or media_root() / CLIP
@@ -181,8 +220,14 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         graph = live_graph(clip, Path(tmp))
         for name in dict.fromkeys([*args.variants, SHIPPED]):
-            results[name] = run_live(graph, copy.deepcopy(VARIANTS[name]), args.seconds, args.warmup)
+            style = copy.deepcopy(VARIANTS[name])
+            compiled = {**load_graph(graph).nodes["style"].raw_params, **style}.get("compile")
+            results[name] = run_live(graph, style, args.seconds, args.compile_warmup if compiled else args.warmup)
             ratio = results[name].fps / next(iter(results.values())).fps
             print(f"  {name}: {results[name].line()} ({ratio:.2f}x {next(iter(results))})", flush=True)
+        fps = results[SHIPPED].fps
+        errors = flicker(clip, graph, fps)                     # at the spacing the shipped graph reaches
+        print(f"flicker at {fps:.0f} fps (warping error, MSE in [0, 1]): input {errors['input']:.5f}, "
+              f"per frame {errors['none']:.5f}, flow-smoothed {errors['flow']:.5f}")
     print(f"live stylize 256x256: {results[SHIPPED].line()}")
     return 0

@@ -525,11 +525,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_argument_group("network shape (new runs only)")
     s.add_argument("--channels", type=int, nargs=3, metavar="C", help="StyleNet widths (default 16 32 64)")
     s.add_argument("--residual-blocks", type=int, metavar="N", help="StyleNet residual blocks (default 5)")
-    s.add_argument("--norm", choices=("instance", "batch"), help="normalisation (default instance; TextureNet synthesis: batch)")
-    s.add_argument("--scales", type=int, metavar="K", help="TextureNet scales (default 6 stylizing, 5 synthesising textures)")
+    s.add_argument("--norm", choices=("instance", "batch"),
+                   help="normalisation (default instance; TextureNet synthesis: batch)")
+    s.add_argument("--scales", type=int, metavar="K", help="TextureNet scales (default 6 stylizing, 5 synthesising)")
     s.add_argument("--width", type=int, help="TextureNet channels per scale (default 8)")
-    p.add_argument("--repeat-content", type=int, metavar="R", help="TextureNet: each crop R times per batch with its own noise (default: the whole batch "
-                   "with --diversity, else 1)")
+    p.add_argument("--repeat-content", type=int, metavar="R", help="TextureNet: each crop R times per batch with "
+                   "its own noise (default: the whole batch with --diversity, else 1)")
     p.add_argument("--sample-every", type=int, metavar="STEPS", help="sample grid every so many steps (default 100)")
     p.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="checkpoint every so many steps (default 100)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the checkpoint exists")

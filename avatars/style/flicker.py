@@ -7,7 +7,7 @@ Flow comes from OpenCV's DIS optical flow (fast, no learned weights).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Literal
 
 import cv2
 import numpy as np
@@ -17,11 +17,18 @@ def _gray(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-class FlowEstimator:
-    """Dense optical flow between two uint8 RGB frames (DIS, medium preset)."""
+Preset = Literal["ultrafast", "fast", "medium"]
+PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+           "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
 
-    def __init__(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM):
-        self.dis = cv2.DISOpticalFlow_create(preset)
+
+class FlowEstimator:
+    """Dense optical flow between two uint8 RGB frames (DIS). The warping error measures with
+    ``medium``; smoothing a live stream uses ``fast``: at 256x256 on this CPU one flow takes 2.1 ms
+    against 14.2, and the smoothed video's warping error is 0.00032 against 0.00029 (docs/stylize.md)."""
+
+    def __init__(self, preset: Preset = "medium"):
+        self.dis = cv2.DISOpticalFlow_create(PRESETS[preset])
 
     def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         """Flow F with dst(p) ~ src(p + F(p)): (H, W, 2) float32, used to warp ``src`` onto ``dst``."""

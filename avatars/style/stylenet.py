@@ -96,7 +96,8 @@ class StyleNet(nn.Module):
         c1, c2, c3 = cfg.channels
         n = cfg.norm
         self.net = nn.Sequential(
-            ConvNormReLU(3, c1, 9, n, fp32=True), ConvNormReLU(c1, c2, 3, n, stride=2), ConvNormReLU(c2, c3, 3, n, stride=2),
+            ConvNormReLU(3, c1, 9, n, fp32=True),
+            ConvNormReLU(c1, c2, 3, n, stride=2), ConvNormReLU(c2, c3, 3, n, stride=2),
             *[ResidualBlock(c3, n) for _ in range(cfg.n_residual)],
             ConvNormReLU(c3, c2, 3, n, upsample=True), ConvNormReLU(c2, c1, 3, n, upsample=True),
             ConvLayer(c1, 3, 9),

@@ -94,13 +94,29 @@ class FrameStylizer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if cfg.compile else self.model
         self._noise: dict[tuple[int, int], list[torch.Tensor]] = {}
-        self._flow = FlowEstimator() if cfg.smoothing == "flow" else None
+        self._flow = FlowEstimator("fast") if cfg.smoothing == "flow" else None
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous frame (call between videos or after a scene cut)."""
         self._prev_in: np.ndarray | None = None
         self._prev_out: np.ndarray | None = None
+
+    def warm_up(self, h: int, w: int) -> str | None:
+        """Run the network once on a blank (h, w) frame: compiles and allocates for that size ahead of time
+        (with ``region`` person/background the crops change size, so compiling helps the whole frame only).
+        Where torch.compile cannot build its kernels (no C++ compiler, no Triton) the network runs eagerly
+        from then on, and the compiler's error is returned; None when all went well."""
+        blank = torch.zeros(1, 3, h, w, device=self.device)
+        try:
+            self.stylize_tensor(blank)
+        except Exception as exc:  # inductor's failures have no common base class
+            if self.net is self.model:
+                raise
+            self.net = self.model
+            self.stylize_tensor(blank)
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None
 
     def noise(self, h: int, w: int) -> list[torch.Tensor]:
         if (h, w) not in self._noise:

@@ -65,7 +65,7 @@ class StyleTrainConfig:
             raise ValueError("texture synthesis (no content_dir) needs model='texturenet'")
         if self.model == "texturenet":
             self.texturenet = replace(self.texturenet, image_input=self.content_dir is not None).resolved()
-        if self.repeat_content is None:  # crops of different content differ anyway: diversity needs one crop, many noises
+        if self.repeat_content is None:  # different crops differ anyway: diversity needs one crop, many noises
             diverse = self.model == "texturenet" and self.content_dir is not None and self.loss.diversity_weight > 0
             self.repeat_content = self.batch_size if diverse else 1
         if self.loss.diversity_weight and self.batch_size < 2:

@@ -3,6 +3,7 @@
 background or both, the look set by the painted region alone."""
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -13,6 +14,8 @@ from stream.frames import as_alpha
 from stream.message import Message
 from stream.node import Node, NodeError, Port
 from stream.params import param
+
+log = logging.getLogger(__name__)
 
 
 class StylizeNode(Node):
@@ -26,7 +29,9 @@ class StylizeNode(Node):
         model: str = param("starry_night", "checkpoint file, or the name of a shipped style")
         bf16: bool | None = param(None, "bf16 autocast; null = where native (GPU, AVX-512-BF16/AMX CPU), else fp32")
         channels_last: bool = param(True, "channels-last activations")
-        compile: bool = param(False, "torch.compile the network (slow first frame of each size)")
+        compile: bool = param(False, "torch.compile the network (each new frame size compiles: minutes on a CPU)")
+        warmup_size: list[int] = param([], "[width, height]: stylize one blank frame of this size in setup "
+                                           "(compiles it there, so the first real frame does not stall)")
         noise_scale: float = param(1.0, "TextureNet: style (high) vs content (low)")
         seed: int = param(0, "TextureNet: the fixed noise across frames")
         smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
@@ -42,6 +47,8 @@ class StylizeNode(Node):
                 raise ValueError(f"smoothing_weight must be in [0, 1), got {self.smoothing_weight}")
             if self.threads < 0:
                 raise ValueError("threads must be >= 0")
+            if self.warmup_size and (len(self.warmup_size) != 2 or min(self.warmup_size) < 8):
+                raise ValueError(f"warmup_size is [width, height], each >= 8, got {self.warmup_size}")
 
     def setup(self) -> None:
         # Threads that wait at OpenMP barriers sleep instead of spinning: on cores shared with other
@@ -69,6 +76,12 @@ class StylizeNode(Node):
                              seed=p.seed, smoothing=p.smoothing, smoothing_weight=p.smoothing_weight,
                              region=p.region, mask_mode=p.mask_mode)
         self.stylizer = FrameStylizer(model, self.dev.device, cfg)
+        if p.warmup_size:
+            with self.dev:
+                error = self.stylizer.warm_up(p.warmup_size[1], p.warmup_size[0])
+            if error:
+                log.warning("%s: torch.compile failed, running uncompiled: %s", self.ctx.name, error)
+                self.ctx.metrics.extra["compile_error"] = error
 
     def process(self, inputs: dict[str, Message]) -> None:
         msg = inputs["in"]
