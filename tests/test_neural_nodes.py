@@ -20,20 +20,27 @@ def _decode(path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-@needs_shipped
-def test_stylize_node_changes_the_look_of_every_frame(tmp_path):
+def _mannequin_stylized(tmp_path, style: str, composite: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The mannequin's frames as encoded, and after a stylize node with params ``style`` (then over black)."""
     plain, styled = tmp_path / "plain.mp4", tmp_path / "styled.mp4"
+    comp = "- {name: comp, kind: composite, params: {background: color, color: [0, 0, 0]}}" if composite else ""
     code, report, err = run_graph(tmp_path, f"""
         nodes:
           - {{name: source, kind: mannequin, params: {{width: 160, height: 120, frames: 6, motion: dance}}}}
-          - {{name: style, kind: stylize, params: {{model: starry_night, threads: 1}}}}
-          - {{name: comp, kind: composite, params: {{background: color, color: [0, 0, 0]}}}}
+          - {{name: style, kind: stylize, params: {{model: starry_night, threads: 1, {style}}}}}
+          {comp}
           - {{name: plain, kind: mp4, params: {{path: {plain}, crf: 10}}}}
           - {{name: styled, kind: mp4, params: {{path: {styled}, crf: 10}}}}
-        edges: [source.video -> style.in, style.out -> comp.in, comp.out -> styled.in, source.video -> plain.in]
+        edges: [source.video -> style.in, {"style.out -> comp.in, comp.out" if composite else "style.out"} -> styled.in,
+                source.video -> plain.in]
     """)
     assert code == 0, err
-    a, b = _decode(plain), _decode(styled)
+    return _decode(plain), _decode(styled)
+
+
+@needs_shipped
+def test_stylize_node_changes_the_look_of_every_frame(tmp_path):
+    a, b = _mannequin_stylized(tmp_path, "region: frame", composite=True)
     assert len(a) == len(b) == 6 and a[0].shape == b[0].shape == (120, 160, 3)
     body = a[0].sum(-1) > 60  # the mannequin's pixels (its background is black)
     diff = np.abs(a[0].astype(int) - b[0].astype(int))[body].mean()
@@ -43,17 +50,7 @@ def test_stylize_node_changes_the_look_of_every_frame(tmp_path):
 
 @needs_shipped
 def test_stylize_node_paints_only_the_person_with_region_person(tmp_path):
-    plain, styled = tmp_path / "plain.mp4", tmp_path / "styled.mp4"
-    code, report, err = run_graph(tmp_path, f"""
-        nodes:
-          - {{name: source, kind: mannequin, params: {{width: 160, height: 120, frames: 4, motion: dance}}}}
-          - {{name: style, kind: stylize, params: {{model: starry_night, threads: 1, region: person}}}}
-          - {{name: plain, kind: mp4, params: {{path: {plain}, crf: 10}}}}
-          - {{name: styled, kind: mp4, params: {{path: {styled}, crf: 10}}}}
-        edges: [source.video -> style.in, style.out -> styled.in, source.video -> plain.in]
-    """)
-    assert code == 0, err
-    a, b = _decode(plain), _decode(styled)
+    a, b = _mannequin_stylized(tmp_path, "region: person", composite=False)
     body = a[0].sum(-1) > 60
     far = cv2.dilate(body.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0   # background, clear of the soft edge
     diff = np.abs(a[0].astype(int) - b[0].astype(int))
