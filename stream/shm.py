@@ -26,9 +26,11 @@ first start never clears anything: descriptors may already be on their way to it
 
 A restarted producer makes a new ring file in place of the old one (rename): the descriptors
 its dead predecessor published but never sent would otherwise hold their slots for good.
-Consumers still reading the old file keep their mapping of it until their views go; they map
-the new file at its first descriptor (the inode changed) and refuse the old one's stragglers
-as stale (the restarted producer sends those frames again). An aligned 32-bit word written
+Consumers keep their mapping of the old file until their views go, and read the dead
+producer's stragglers from it (nobody writes it any more); the first descriptor that does not
+fit the file they have makes them look again and map the new one (its inode changed), after
+which the old file's stragglers are refused as stale (the restarted producer sends those
+frames again). An aligned 32-bit word written
 by one side and read by the other needs no atomics on the platforms we support; the ZeroMQ
 message that follows the write orders it.
 """
@@ -206,9 +208,10 @@ class ShmReader:
                 m.epochs[column] += 1
                 m.flags[:, column] = 0
 
-    def _map(self, name: str) -> _Mapping:
+    def _map(self, name: str, recheck: bool = False) -> _Mapping:
+        """The mapping of ring `name`; with `recheck`, of the file there now (its producer may have restarted)."""
         m = self._maps.get(name)
-        if m is None or os.stat(self.root / name).st_ino != m.inode:
+        if m is None or recheck and os.stat(self.root / name).st_ino != m.inode:
             if m is not None:
                 self._replaced[name] = m
             m = self._maps[name] = _Mapping(self.root / name)
@@ -219,23 +222,32 @@ class ShmReader:
         if mapping.flags[slot, column] == tag:  # the producer writes a flag only while it is 0
             mapping.flags[slot, column] = 0
 
+    def _problem(self, m: _Mapping, ref: ShmRef, nbytes: int) -> WireError | None:
+        """Why `ref` cannot be read from mapping `m` (None: it can)."""
+        if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
+            return WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
+        if ref.epoch != m.epochs[ref.column]:
+            self._release(m, ref.slot, ref.column, ref.tag)  # only while still its own, not a newer hand-over's
+            return StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
+        if ref.tag == 0 or m.flags[ref.slot, ref.column] != ref.tag:
+            old = self._replaced.get(ref.ring)
+            if old is not None and ref.slot < old.nslots and ref.tag and old.flags[ref.slot, ref.column] == ref.tag:
+                return StaleError(f"shm reference {ref} is from the ring its restarted producer replaced")
+            return WireError(f"shm reference {ref}: the slot was not handed to this input (forged, or already released)")
+        return None
+
     def resolve(self, ref: ShmRef, dtype: np.dtype, shape: tuple[int, ...], nbytes: int) -> np.ndarray:
         if self.rings.get(ref.ring) != ref.column:
             raise WireError(f"shm reference to ring {ref.ring!r} column {ref.column} is not for this input")
         try:
             m = self._map(ref.ring)
+            problem = self._problem(m, ref, nbytes)
+            if problem is not None and (newer := self._map(ref.ring, recheck=True)) is not m:  # a new file: look there
+                m, problem = newer, self._problem(newer, ref, nbytes)
         except OSError as exc:
             raise WireError(f"cannot map shared-memory ring {ref.ring!r}: {exc}") from None
-        if not 0 <= ref.slot < m.nslots or ref.column >= m.columns or nbytes > m.slot_bytes:
-            raise WireError(f"shm reference {ref} outside ring {ref.ring!r} ({m.nslots} slots of {m.slot_bytes} bytes)")
-        if ref.epoch != m.epochs[ref.column]:
-            self._release(m, ref.slot, ref.column, ref.tag)  # only while still its own, not a newer hand-over's
-            raise StaleError(f"shm reference {ref} was sent to this input's previous incarnation")
-        if ref.tag == 0 or m.flags[ref.slot, ref.column] != ref.tag:
-            old = self._replaced.get(ref.ring)
-            if old is not None and ref.slot < old.nslots and ref.tag and old.flags[ref.slot, ref.column] == ref.tag:
-                raise StaleError(f"shm reference {ref} is from the ring its restarted producer replaced")
-            raise WireError(f"shm reference {ref}: the slot was not handed to this input (forged, or already released)")
+        if problem is not None:
+            raise problem
         lease = _Lease(m, ref.slot, m.slot_address(ref.slot), nbytes, readonly=True)
         weakref.finalize(lease, self._release, m, ref.slot, ref.column, ref.tag)
         return np.asarray(lease).view(dtype).reshape(shape)

@@ -222,13 +222,16 @@ def test_a_stale_descriptor_never_clears_a_newer_hand_over_of_its_slot(tmp_path)
 def test_a_restarted_producer_starts_a_fresh_ring_and_its_predecessors_stragglers_are_stale(tmp_path):
     # a descriptor published but never sent by a producer that died held its slot for good: the restarted
     # producer got no free slot and fell back to one frame a second (seen at 3,000 frames)
-    ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=2, columns=1)
+    ring = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=3, columns=1)
     reader = ShmReader(tmp_path, {"src.out": 0})
     held = reader.resolve(ring.publish(ring.try_acquire(), 0), np.dtype(np.uint8), (10,), 10)
-    straggler = ring.publish(ring.try_acquire(), 0)  # was still queued when the producer died
-    gc.collect()
-    restarted = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=2, columns=1)
-    assert restarted.try_acquire() is not None and restarted.try_acquire() is not None  # nothing leaked over
-    with pytest.raises(StaleError, match="replaced"):
-        reader.resolve(straggler, np.dtype(np.uint8), (10,), 10)
+    early = ring.publish(ring.try_acquire(), 0)  # both still queued when the producer died
+    late = ring.publish(ring.try_acquire(), 0)
+    restarted = ShmRing(tmp_path / "src.out", slot_bytes=4096, nslots=3, columns=1)
+    fresh = [restarted.try_acquire() for _ in range(3)]
+    assert all(lease is not None for lease in fresh)  # nothing leaked over
+    assert reader.resolve(early, np.dtype(np.uint8), (10,), 10).shape == (10,)  # still read from the old file
+    assert reader.resolve(restarted.publish(fresh[0], 0), np.dtype(np.uint8), (10,), 10).shape == (10,)
+    with pytest.raises(StaleError, match="replaced"):  # once the new file is in use, the old one's are stale
+        reader.resolve(late, np.dtype(np.uint8), (10,), 10)
     assert held.shape == (10,)  # a view of the old file stays valid until it goes
