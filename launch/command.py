@@ -4,7 +4,8 @@ A command does its work and returns `Exit.OK`, or raises `Refused` before doing 
 a missing or unreadable file, an invalid graph, the wrong kind of checkpoint), which
 `launch.cli.main` logs as ``error: ...`` and turns into `Exit.REFUSED`, the code argparse gives
 a malformed command line. A job that started and could not finish returns `Exit.FAILED`; one
-stopped by Ctrl-C `Exit.INTERRUPTED` (the supervisor's codes are the same).
+stopped by a signal 128 + its number: `Exit.INTERRUPTED` (Ctrl-C), `Exit.TERMINATED` (SIGTERM),
+the supervisor's codes (``stream.supervisor``).
 """
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ class Exit(IntEnum):
     FAILED = 1
     REFUSED = 2
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_MEANINGS = {
     Exit.OK: "done: the command did all its work (a live graph also when stopped by --for)",
-    Exit.FAILED: "the work started and did not finish (a node failed, restarts ran out, training stopped)",
+    Exit.FAILED: "the work started and did not finish (a node failed, restarts ran out, a loss the runtime "
+                 "could not repair, an input that ended early, an offline job stopped by --for)",
     Exit.REFUSED: "refused before any work: bad command line or bad input (missing file, invalid graph, "
                   "wrong kind of checkpoint); the message says which",
     Exit.INTERRUPTED: "interrupted (Ctrl-C); a lossless job leaves no output that looks complete",
+    Exit.TERMINATED: "stopped by SIGTERM before its end; likewise no output that looks complete",
 }
 
 

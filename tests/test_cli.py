@@ -28,7 +28,7 @@ def test_help_shows_the_exit_code_table_and_the_name_it_was_called_by(tmp_path):
     r = launch("--help", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("usage: python -m launch ")
     table = r.stdout[r.stdout.index("exit codes:"):]
-    assert [line.split()[0] for line in table.splitlines()[1:]] == ["0", "1", "2", "130"]
+    assert [line.split()[0] for line in table.splitlines()[1:]] == ["0", "1", "2", "130", "143"]
     assert "refused before any work" in table and "interrupted" in table
     r = subprocess.run([CONSOLE_SCRIPT, "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("usage: neural-stream ")
