@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -11,25 +10,10 @@ from launch import avatar_tools, style_tools, tools
 from launch.command import Exit, Refused, exit_table, refusing
 from launch.shipped import graph_file, shipped_graphs
 from stream.graph import GraphError, GraphSpec, load_graph, parse_overrides
+from stream.logs import configure_logging
 
 log = logging.getLogger("launch")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class _Diagnostics(logging.Formatter):
-    """``message`` for information, ``warning: message`` / ``error: message`` for the rest."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        return text if record.levelno == logging.INFO else f"{record.levelname.lower()}: {text}"
-
-
-def configure_logging(level: str) -> None:
-    """Diagnostics go to stderr through `logging`; stdout carries only a command's results."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Diagnostics())
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.captureWarnings(True)
 
 
 def _load(args: argparse.Namespace) -> tuple[GraphSpec, dict]:

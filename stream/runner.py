@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import signal
 import sys
@@ -29,12 +30,15 @@ import numpy as np
 import zmq
 
 from stream.graph import GraphSpec, NodeSpec, load_graph
+from stream.logs import configure_logging
 from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.security import stop_authenticators
 from stream.node import Node, NodeError, Source
 from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires, replay_window
 from stream.wire import unpack_bounded
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_CRASH, EXIT_FATAL = 0, 1, 3
 HEARTBEAT_S = 0.25
@@ -57,6 +61,7 @@ class ProcessConfig:
     edge_key: str = ""             # hex: the run's secret that authenticates messages between its processes
     control_endpoint: str = ""     # where the supervisor sends replay requests to this process
     cpu_threads: int = 0           # torch/OpenMP threads of this process (0: the libraries' default)
+    log_level: int = logging.INFO  # the launcher's --log-level
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -130,17 +135,17 @@ class NodeRunner:
             self.state = "finished" if finished else "stopped"
         except NodeError as exc:
             self.state, self.error = "fatal", str(exc)
-            print(f"[{self.name}] error: {exc}", file=sys.stderr, flush=True)
+            log.error("%s", exc, extra={"node": self.name})
             self._stop.set()
         except Exception as exc:  # a crash: report it, the supervisor decides about a restart
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            print(f"[{self.name}] crashed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            log.error("crashed:\n%s", traceback.format_exc(), extra={"node": self.name})
             self._stop.set()
         finally:
             try:
                 self.node.close()
             except Exception:
-                print(f"[{self.name}] close() failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+                log.error("close() failed:\n%s", traceback.format_exc(), extra={"node": self.name})
             # The sockets stay open until the process ends: closing them now would drop what
             # downstream has not read yet (the last frames, end-of-stream).
 
@@ -353,6 +358,7 @@ def _exit(zctx: zmq.Context, code: int) -> None:
 def process_main(config_json: str) -> None:
     """Entry point of a node process (started by the supervisor through `stream.boot`)."""
     cfg = ProcessConfig.from_json(config_json)
+    configure_logging(cfg.log_level, cfg.label)
     _set_process_name(cfg.label)
     _limit_cpu_threads(cfg.cpu_threads)
     stop = threading.Event()
@@ -377,7 +383,7 @@ def process_main(config_json: str) -> None:
         control.bind(cfg.control_endpoint)
         runners = [NodeRunner(graph.nodes[n], graph, wires, cfg, zctx, stop) for n in cfg.nodes]
     except Exception as exc:
-        print(f"[{label}] cannot start: {exc}", file=sys.stderr, flush=True)
+        log.error("cannot start: %s", exc)
         report([], {"fatal": str(exc)})
         status.close(linger=2000)  # the one message that says why, then out
         _exit(zctx, EXIT_FATAL)

@@ -225,7 +225,8 @@ class Supervisor:
         cfg = ProcessConfig(label=h.label, graph_path=str(self.graph.path), overrides=self.overrides, nodes=h.nodes,
                             run_dir=str(self.run_dir), ring_dir=str(self.ring_dir), status_endpoint=self.status_endpoint,
                             resume={n: resume for n in sources if resume}, incarnation=h.incarnation,
-                            cpu_threads=self.cpu_threads[h.label], edge_key=self.edge_key, control_endpoint=self._control_endpoint(h))
+                            cpu_threads=self.cpu_threads[h.label], edge_key=self.edge_key, control_endpoint=self._control_endpoint(h),
+                            log_level=logging.getLogger().getEffectiveLevel())
         h.proc = subprocess.Popen([sys.executable, "-m", "stream.boot", str(os.getpid())], stdin=subprocess.PIPE)
         h.proc.stdin.write(cfg.to_json().encode())
         h.proc.stdin.close()

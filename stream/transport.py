@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import collections
 import itertools
-import sys
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +35,8 @@ from stream.node import Port
 from stream.security import curve_client, curve_server, curve_user_id
 from stream.shm import ShmReader, ShmRing, StaleError, lease_of
 from stream.wire import AuthError, Limits, ShmRef, WireError, decode, encode, wire_array
+
+log = logging.getLogger(__name__)
 
 #: Buffers smaller than this travel inline even on ipc edges (a slot costs more than the copy).
 SHM_MIN_BYTES = 64 * 1024
@@ -102,10 +104,6 @@ class LocalObjects:
 
 
 LOCAL = LocalObjects()
-
-
-def _log(node: str, text: str) -> None:
-    print(f"[{node}] {text}", file=sys.stderr, flush=True)
 
 
 #: A replay keeps at most this many messages per edge (the ring's in-flight share bounds those in shared memory).
@@ -335,8 +333,8 @@ class OutputPort:
     def _replay(self, edge: _Edge, from_seq: int) -> None:
         if edge.evicted_upto >= from_seq:
             self.metrics.extra["replay_failures"] = self.metrics.extra.get("replay_failures", 0) + 1
-            _log(self.node, f"output {self.name}: cannot replay to restarted {edge.wire.edge.dst} from frame {from_seq}: "
-                            f"frames up to {edge.evicted_upto} are no longer kept")
+            log.error("output %s: cannot replay to restarted %s from frame %d: frames up to %d are no longer kept",
+                      self.name, edge.wire.edge.dst, from_seq, edge.evicted_upto, extra={"node": self.node})
         self._drop_outbox(edge)  # what it holds is in the window, or was meant for the dead consumer
         edge.outbox.append(self._frames(edge, Message(seq=from_seq), {}, {}, replay=True))
         again = [k for k in edge.window if k.msg.seq >= from_seq]
@@ -404,7 +402,7 @@ class InputPort:
         self._tally[counter] += 1
         self._refusals += 1
         if self._refusals <= 5 or self._refusals % 1000 == 0:
-            _log(self.node, f"input {self.name}: {counter} message #{self._refusals}: {why}")
+            log.warning("input %s: %s message #%d: %s", self.name, counter, self._refusals, why, extra={"node": self.node})
 
     def _decode(self, frames: list[Any]) -> Message | None:
         """The message in `frames` if it passes every check (the module docstring), else None, counted."""

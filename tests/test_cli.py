@@ -141,3 +141,15 @@ def test_ship_style_trains_and_exports_weights_record_and_note(style_inputs, tmp
     styled = tmp_path / "styled.png"
     assert main(["stylize", str(weights / "stripes.safetensors"), str(f["style"]), str(styled)]) == Exit.OK
     assert Image.open(styled).size == (64, 64)
+
+
+def test_log_level_reaches_the_node_processes(tmp_path):
+    graph = tmp_path / "g.yaml"
+    graph.write_text("nodes:\n"
+                     "  - {name: src, kind: synthetic, params: {width: 32, height: 24, frames: 3}}\n"
+                     "  - {name: web, kind: preview, params: {port: 0}}\n"
+                     "edges: [src.out -> web.in]\n")
+    told = launch("run", str(graph), "--quiet", cwd=tmp_path)
+    assert told.returncode == 0 and "[web] preview at http://127.0.0.1:" in told.stderr
+    quiet = launch("--log-level", "warning", "run", str(graph), "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and "preview at" not in quiet.stderr

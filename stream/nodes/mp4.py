@@ -12,6 +12,7 @@ end of stream, so a failed, crashed or killed job never leaves a file that looks
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -20,6 +21,8 @@ from stream.message import Message
 from stream.node import NodeError, Port, Sink
 from stream.media import AtomicOutput, add_audio_stream, add_video_stream, audio_frame, rational, video_frame
 from stream.params import param
+
+log = logging.getLogger(__name__)
 
 #: Audio that arrives before the first video frame (it skips the video chain) waits here; more
 #: than this means the video never comes.
@@ -143,7 +146,7 @@ class Mp4Sink(Sink):
         if self.video is not None and (self.params.finalize_on_stop or not self.ctx.stopping()):
             self.output.commit()
         elif self.video is not None:
-            print(f"[{self.ctx.name}] stopped before the end: output left as {self.output.partial}", flush=True)
+            log.warning("stopped before the end: output left as %s", self.output.partial, extra={"node": self.ctx.name})
         else:
             self.output.discard()
         self.done = True

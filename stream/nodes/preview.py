@@ -12,6 +12,7 @@ Binds loopback by default; set host 0.0.0.0 to show it to the LAN.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
 from stream.params import param
+
+log = logging.getLogger(__name__)
 
 _BOUNDARY = "frame"
 PAGE = """<!doctype html>
@@ -133,7 +136,7 @@ class PreviewSink(Sink):
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, name="preview-http", daemon=True).start()
         host, port = self.server.server_address[:2]
-        print(f"[{self.ctx.name}] preview at http://{host}:{port}/", flush=True)
+        log.info("preview at http://%s:%d/", host, port, extra={"node": self.ctx.name})
         self.flags = [cv2.IMWRITE_JPEG_QUALITY, self.params.quality]
         self.last = 0.0
 
