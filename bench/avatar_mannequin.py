@@ -71,10 +71,11 @@ def data(root: Path, protocol: Protocol) -> None:
                                    crop=DATA_CROP, seed=seed)
 
 
-def train(root: Path, kind: str, minutes: float | None, steps: int, name: str | None) -> None:
+def train(root: Path, kind: str, minutes: float | None, steps: int, name: str | None, pretrain: int | None) -> None:
     torch.set_num_threads(1)  # the machine's cores are shared
+    recipe = {**RECIPE, **({"pretrain_steps": pretrain} if pretrain is not None else {})}
     cfg = AvatarTrainConfig(str(root / "train"), kind=kind, steps=steps,
-                            time_limit_s=minutes * 60 if minutes else None, **RECIPE)
+                            time_limit_s=minutes * 60 if minutes else None, **recipe)
     print(train_avatar(cfg, root / f"{name or kind}.safetensors"))
 
 
@@ -118,12 +119,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="train: checkpoint name (default: the kind)")
     p.add_argument("--minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=700)
+    p.add_argument("--pretrain-steps", type=int, default=None, help=f"textured (default {RECIPE['pretrain_steps']})")
     a = p.parse_args(argv)
     root = a.root or Path("runs/avatar/mannequin" + ("" if a.protocol == "dense" else f"_{a.protocol}"))
     if a.what == "data":
         data(root, PROTOCOLS[a.protocol])
     elif a.what == "train":
-        train(root, a.kind, a.minutes, a.steps, a.out)
+        train(root, a.kind, a.minutes, a.steps, a.out, a.pretrain_steps)
     elif a.what == "eval":
         evaluate(root, root, a.models.split(","))
     elif a.what == "snapshot":   # a copy of a run as it is now (e.g. the direct baseline at the step-matched count)

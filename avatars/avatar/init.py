@@ -158,8 +158,8 @@ def mean_textures(sums: torch.Tensor, counts: torch.Tensor, prior: float = 0.0) 
     by one pixel is not that pixel's noise. At 256x256 texels a hand's texture is mostly unseen
     and most seen texels have one or two pixels, so black texels and single-pixel outliers are
     what bilinear sampling shows as speckles."""
-    if prior <= 0 or counts.shape[-1] < 2:
-        return sums / counts.clamp_min(1)[:, None] if prior <= 0 else sums / counts.clamp_min(1e-12)[:, None]
+    if prior <= 0 or counts.shape[-1] < 2:   # the paper's mean; at 1x1 texels, the plain mean of the part
+        return sums / counts.clamp_min(1)[:, None]
     coarse = mean_textures(F.avg_pool2d(sums, 2) * 4, F.avg_pool2d(counts[:, None], 2)[:, 0] * 4, prior)
     up = F.interpolate(coarse, scale_factor=2, mode="nearest")
     return (sums + prior * up) / (counts + prior)[:, None]

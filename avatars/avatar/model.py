@@ -245,58 +245,85 @@ class TexturedAvatar(nn.Module):
         """Run time: the ``render_parts`` likeliest parts per pixel, renormalised, sampled from the atlas
         at the mip level of the person's on-screen size; the same as ``forward`` where at most two
         parts overlap (tests), and only inside the box where the mask can reach ``MIN_MASK``."""
-        logits, coords = self.net(bones)
-        low = torch.cat([logits.float(), coords.float().sigmoid()], 1)            # (B, n+1 + 2n, s, s)
+        low, coords = self.net(bones)
+        low, uv = low.float(), coords.float().sigmoid()                           # at the crop: (B, n+1 | 2n, s, s)
         b, n, s = low.shape[0], self.num_parts, low.shape[-1]
         rgb, mask = low.new_zeros(b, 3, size, size), low.new_zeros(b, 1, size, size)
-        box = _box(1 - low[:, :n + 1].softmax(1)[:, n], s, size)
+        best, k_low = low[:, :n].max(1)                # max(): argmax is 30x slower on channels
+        # P(body) <= n exp(best - background): a superset of the pixels whose mask reaches MIN_MASK / 4
+        box = _box(best - low[:, n] >= np.log(MIN_MASK / 4 / n), s, size)
         if box is None:
             return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
         y0, y1, x0, x1 = box
-        (ry, r0, r1), (rx, c0, c1) = _resize_matrix(y0, y1, s, size, low), _resize_matrix(x0, x1, s, size, low)
-        hi = ry @ (low[..., r0:r1, c0:c1].contiguous() @ rx.T)                                  # = the bilinear resize, in the box
-        logits, uv = hi[:, :n + 1], hi[:, n + 1:]
+        taps_y, taps_x = _bilinear_taps(y0, y1, s, size), _bilinear_taps(x0, x1, s, size)
+        (ry, r0, r1), (rx, c0, c1) = _resize_matrix(taps_y, low), _resize_matrix(taps_x, low)
+        logits = ry @ (low[..., r0:r1, c0:c1].contiguous() @ rx.T)                # = the bilinear resize, in the box
         h, w = y1 - y0, x1 - x0
-        lse = torch.logsumexp(logits, 1, keepdim=True)
-        top, k = _top2(logits[:, :n])                                             # (B, 2, h, w)
-        wk = (top - lse).exp()
-        uvk = uv.reshape(b, n, 2, h, w).gather(1, k[:, :, None].expand(-1, -1, 2, -1, -1))
-        m = 1 - (logits[:, -1:] - lse).exp()
+        lse = torch.logsumexp(logits, 1)                                          # (B, h, w)
+        m = 1 - (logits[:, -1] - lse).exp()
+        mask[:, 0, y0:y1, x0:x1] = m
+        on = (m >= MIN_MASK).flatten().nonzero()[:, 0]                            # the pixels that get a colour
+        if not len(on):
+            return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
+        bi, yy, xx = on // (h * w), on // w % h, on % w
+        top, k = _top2(logits.permute(0, 2, 3, 1).reshape(-1, n + 1)[on, :n])     # (N, 2)
+        wk = (top - lse.flatten()[on, None]).exp()
+        uvk = _resize_picked(uv, k, bi, [t[yy] for t in taps_y], [t[xx] for t in taps_x])  # (N, 2, 2)
         levels = self.atlas()
-        full = self.textures.shape[-1]
-        footprint = texel_footprint(uvk[:, 0], m[:, 0] > 0.5, full)
+        uv_low = uv.view(b, n, 2, s, s).gather(1, k_low[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+        footprint = texel_footprint(uv_low, best > low[:, n], self.textures.shape[-1]) * s / size
         level = min(max(int(np.floor(np.log2(max(footprint, 1.0)))), 0), len(levels) - 1)
-        atlas, t = levels[level], full >> level
-        rows, cols = atlas.shape[-2] // t, atlas.shape[-1] // t
+        atlas, t = levels[level], self.textures.shape[-1] >> level
+        tiles_y, tiles_x = atlas.shape[-2] // t, atlas.shape[-1] // t
         half = 0.5 / t                                                            # stay inside the tile
-        ax = ((k % cols) + uvk[:, :, 0].clamp(half, 1 - half)) / cols * 2 - 1
-        ay = ((k // cols) + uvk[:, :, 1].clamp(half, 1 - half)) / rows * 2 - 1
-        tg = torch.stack([ax, ay], -1).view(b, self.render_parts * h, w, 2)
-        samples = F.grid_sample(atlas.expand(b, -1, -1, -1), tg, mode="bilinear", padding_mode="border",
-                                align_corners=False).view(b, 3, self.render_parts, h, w)
-        colour = (samples * wk[:, None]).sum(2) / wk.sum(1, keepdim=True).clamp_min(1e-12)
-        rgb[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1] = colour * m, m
+        ax = ((k % tiles_x) + uvk[..., 0].clamp(half, 1 - half)) / tiles_x * 2 - 1
+        ay = ((k // tiles_x) + uvk[..., 1].clamp(half, 1 - half)) / tiles_y * 2 - 1
+        grid = torch.stack([ax, ay], -1).view(1, 1, -1, 2)
+        samples = F.grid_sample(atlas, grid, mode="bilinear", padding_mode="border",
+                                align_corners=False).view(3, -1, self.render_parts)  # (3, N, 2)
+        colour = (samples * wk).sum(2) / wk.sum(1).clamp_min(1e-12)              # (3, N)
+        box_rgb = rgb.new_zeros(b * h * w, 3)
+        box_rgb[on] = (colour * m.flatten()[on]).T
+        rgb[..., y0:y1, x0:x1] = box_rgb.view(b, h, w, 3).permute(0, 3, 1, 2)
         return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
 
 
-def _resize_matrix(lo: int, hi: int, s: int, size: int, like: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    """Rows lo..hi-1 of the (size x s) matrix of a bilinear resize s -> size (``_resize``'s convention),
-    restricted to the source columns [a, b) they use: (matrix, a, b)."""
+def _bilinear_taps(lo: int, hi: int, s: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For output pixels lo..hi-1 of a bilinear resize s -> size (``_resize``'s convention): the two
+    source pixels i0, i1 and the weight of i1."""
     src = ((torch.arange(lo, hi, dtype=torch.float64) + 0.5) * (s / size) - 0.5).clamp(0, s - 1)
     i0 = src.floor().long()
-    i1 = (i0 + 1).clamp(max=s - 1)
+    return i0, (i0 + 1).clamp(max=s - 1), src - i0
+
+
+def _resize_matrix(taps, like: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """The taps as rows of a resize matrix over the source pixels [a, b) they use: (matrix, a, b)."""
+    i0, i1, w1 = taps
     a, b = int(i0.min()), int(i1.max()) + 1
-    m = torch.zeros(hi - lo, b - a, dtype=torch.float64)
-    rows = torch.arange(hi - lo)
-    m.index_put_((rows, i0 - a), 1 - (src - i0), accumulate=True)
-    m.index_put_((rows, i1 - a), src - i0, accumulate=True)
+    m = torch.zeros(len(i0), b - a, dtype=torch.float64)
+    rows = torch.arange(len(i0))
+    m.index_put_((rows, i0 - a), 1 - w1, accumulate=True)
+    m.index_put_((rows, i1 - a), w1, accumulate=True)
     return m.to(like), a, b
 
 
-def _box(fg: torch.Tensor, s: int, size: int) -> tuple[int, int, int, int] | None:
+def _resize_picked(uv: torch.Tensor, k: torch.Tensor, bi: torch.Tensor, rows, cols) -> torch.Tensor:
+    """Bilinear resize of uv (B, 2n, s, s) at N output pixels, only for their parts ``k`` (N, K):
+    (N, K, 2). ``bi`` (N,) is each pixel's batch item, ``rows``/``cols`` its taps (i0, i1, w1)."""
+    b, c, s, _ = uv.shape
+    chan = (bi[:, None, None] * c + 2 * k[:, :, None] + torch.arange(2, device=k.device)) * (s * s)  # (N, K, 2)
+    flat = uv.reshape(-1)
+    out = 0
+    for i, wy in ((rows[0], 1 - rows[2]), (rows[1], rows[2])):
+        for j, wx in ((cols[0], 1 - cols[2]), (cols[1], cols[2])):
+            out = out + flat[chan + (i * s + j)[:, None, None]] * (wy * wx).to(uv)[:, None, None]
+    return out
+
+
+def _box(on: torch.Tensor, s: int, size: int) -> tuple[int, int, int, int] | None:
     """Rows/cols [y0, y1) x [x0, x1) of the ``size`` output whose bilinear source in the ``s``-px map
-    touches a pixel with foreground probability (B, s, s) >= MIN_MASK / 4; None for an empty one."""
-    on = (fg >= MIN_MASK / 4).any(0)
+    touches a pixel where ``on`` (B, s, s); None where there is none."""
+    on = on.any(0)
     if not on.any():
         return None
     rows, cols = on.any(1).nonzero()[:, 0], on.any(0).nonzero()[:, 0]
