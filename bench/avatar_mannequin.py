@@ -2,12 +2,14 @@
 baseline, the paper's comparisons (held-out motion, novel views), and the shipped avatar.
 
     python -m launch bench avatar_mannequin data  [--root runs/avatar/mannequin]
-    python -m launch bench avatar_mannequin train --kind textured --steps 700
-    python -m launch bench avatar_mannequin train --kind direct   --steps 700
-    python -m launch bench avatar_mannequin train --kind direct   --steps 100000 --minutes M --out direct_time
-    python -m launch bench avatar_mannequin eval [--models textured,direct]
+    python -m launch bench avatar_mannequin train --kind textured --steps 300          # the shipped avatar
+    python -m launch bench avatar_mannequin train --kind direct   --steps 300          # step-matched
+    python -m launch bench avatar_mannequin snapshot --kind direct --out direct_time   # then time-matched:
+    python -m launch bench avatar_mannequin train --kind direct --out direct_time --steps 100000 --minutes M
+    python -m launch bench avatar_mannequin eval --models textured,direct,direct_time
     python -m launch bench avatar_mannequin ship     # -> the shipped mannequin_avatar (fp16) + record
     python -m launch bench avatar_mannequin {data,train,eval} --protocol sparse    # sides never seen
+        (docs/avatar.md: --steps 150, textured --pretrain-steps 300)
 
 Data: 256 px person crops (rendered at 512 px and area-downsampled) with the exact part and UV
 maps; the models' generator works at 128 px and the textures (256x256 per part) are sampled at
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--kind", choices=("textured", "direct"), default="textured")
     p.add_argument("--out", default=None, help="train: checkpoint name (default: the kind)")
     p.add_argument("--minutes", type=float, default=None)
-    p.add_argument("--steps", type=int, default=700)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--pretrain-steps", type=int, default=None, help=f"textured (default {RECIPE['pretrain_steps']})")
     a = p.parse_args(argv)
     root = a.root or Path("runs/avatar/mannequin" + ("" if a.protocol == "dense" else f"_{a.protocol}"))
