@@ -19,13 +19,7 @@ from avatars.avatar.training import AvatarTrainConfig, train_avatar
 from avatars.body.mannequin import Camera, MannequinSequence
 from avatars.body.skeleton import NUM_CHANNELS, NUM_PARTS, PART
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, oversubscribed machine two OpenMP threads wait on each other for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = GeneratorConfig(base_channels=8, max_channels=16, num_down=2, res_encoder=1, res_decoder=1, outer_kernel=3)

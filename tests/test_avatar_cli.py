@@ -27,13 +27,7 @@ FAST = ["--vgg-weights", "random", "--vgg-taps", "1,relu2_1", "--batch-size", "2
         "--pretrain-steps", "2", "--init-frames", "4", "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared, oversubscribed machine two OpenMP threads wait on each other for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(*argv) -> tuple[int, str, str]:
