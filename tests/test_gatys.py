@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from avatars.style.gatys import GatysConfig, stylize, synthesize_texture
 from avatars.style.losses import LossConfig, PerceptualLoss
