@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
 import msgpack
 import numpy as np
 import zmq
 
 from launch.media import media_root
+from stream.media import write_video
 
 CHAIN = """
 nodes:
@@ -109,18 +109,9 @@ def crashes(tmp: Path, tries: int) -> None:
 
 
 def _clip(path: Path, codec: str, frames: int) -> Path:
-    """A clip whose index is at the start (so a truncated copy still opens)."""
-    with av.open(str(path), "w", options={"movflags": "faststart"} if path.suffix == ".mp4" else {}) as c:
-        stream = c.add_stream(codec, rate=30)
-        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.random.default_rng(i).integers(0, 256, (240, 320, 3), np.uint8))
-            frame.pts = i
-            for packet in stream.encode(frame):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
-    return path
+    """A noise clip whose index is at the start (so a truncated copy still opens)."""
+    images = (np.random.default_rng(i).integers(0, 256, (240, 320, 3), np.uint8) for i in range(frames))
+    return write_video(path, images, codec, options={"movflags": "faststart"} if path.suffix == ".mp4" else None)
 
 
 def truncated(tmp: Path) -> None:

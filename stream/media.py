@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -185,3 +185,26 @@ def probe(path: str) -> dict[str, Any]:
             info["audio"] = {"start": float(frames[0].time), "end": float(frames[-1].time) + frames[-1].samples / frames[-1].sample_rate,
                              "sample_rate": frames[0].sample_rate, "channels": len(frames[0].layout.channels)}
     return info
+
+
+def write_video(path: Path, images: Iterable[np.ndarray], codec: str = "libx264", fps: int = 30,
+                options: dict[str, str] | None = None) -> Path:
+    """`images` (RGB uint8, all one size) as a video file, one frame each, pts 0, 1, 2...; ``options``
+    for the container (e.g. ``movflags=faststart``: the index first, so a truncated copy still opens).
+    Made for tests and benchmarks, which need real files of known content."""
+    import av
+
+    with av.open(str(path), "w", options=options or {}) as c:
+        s = None
+        for i, image in enumerate(images):
+            if s is None:
+                s = c.add_stream(codec, rate=fps)
+                s.height, s.width = image.shape[:2]
+                s.pix_fmt = "yuv420p"
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in s.encode(frame):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from clips import encode_clip
+from stream.media import write_video
 from stream.devices import open_device
 from stream.media import pick_encoder
 
@@ -60,7 +60,7 @@ def test_the_encoder_probe_takes_nvenc_where_the_gpu_has_it_and_the_file_plays(t
     codec = pick_encoder("auto", 640, 480)
     assert codec in ("h264_nvenc", "libx264")
     print(f"auto encoder on this GPU: {codec}")
-    path = encode_clip(tmp_path / "probe.mp4", (np.full((480, 640, 3), i * 8, np.uint8) for i in range(30)), codec=codec)
+    path = write_video(tmp_path / "probe.mp4", (np.full((480, 640, 3), i * 8, np.uint8) for i in range(30)), codec=codec)
     with av.open(str(path)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 30
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clips import encode_clip
+from stream.media import write_video
 from launch.cli import main
 from stream.media import probe
 
@@ -32,7 +32,7 @@ def error_of(report: dict, node: str) -> str:
 
 def tiny_clip(path: Path, frames: int = 10) -> Path:
     """A short H.264 clip made on the fly."""
-    return encode_clip(path, (np.full((48, 64, 3), i * 20, np.uint8) for i in range(frames)), fps=10)
+    return write_video(path, (np.full((48, 64, 3), i * 20, np.uint8) for i in range(frames)), fps=10)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_truncated_file_fails_under_skip_too(truncated: Path, tmp_path: Path) ->
 def test_truncated_webm_is_detected_by_its_duration(tmp_path: Path) -> None:
     # WebM declares no frame count, only a duration: the last decoded timestamp is compared with it
     noise = np.random.default_rng(0)
-    full = encode_clip(tmp_path / "clip.webm", (noise.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(60)),
+    full = write_video(tmp_path / "clip.webm", (noise.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(60)),
                        codec="libvpx-vp9")
     cut = tmp_path / "cut.webm"
     cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
