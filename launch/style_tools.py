@@ -359,6 +359,48 @@ def cmd_extract_frames(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- people-frames ----------------------------------------------------------------------------
+
+def cmd_people_frames(args: argparse.Namespace) -> int:
+    """Content frames of people over varied scenes from an avatar dataset: its own frames (the
+    mannequin's renders) and, with --avatar, an avatar's renders of the same poses."""
+    import numpy as np
+
+    from avatars.style.content import CompositeConfig, composite_people
+    from avatars.style.training import list_images, load_image
+
+    data = Path(args.data) / "frames.npz"
+    if not data.is_file():
+        raise Refused(f"{args.data}: not an avatar dataset (no frames.npz; make one with prepare-avatar)")
+    if not Path(args.backgrounds).is_dir():
+        raise Refused(f"{args.backgrounds}: no such folder of background photos")
+    with refusing(FileNotFoundError):
+        scenes = [(load_image(p, 640)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                  for p in list_images(args.backgrounds)]
+    if args.count < 1:
+        raise Refused("--count must be at least 1")
+    with np.load(data) as d:
+        n = len(d["rgb"])
+        picked = np.unique(np.linspace(0, n - 1, min(args.count, n)).round().astype(int))
+        rgb, mask, keypoints = d["rgb"][picked], d["mask"][picked] / 255.0, d["keypoints"][picked]
+    stem = Path(args.data).name
+    people = [(f"{stem}_{i:05d}", rgb[k], mask[k]) for k, i in enumerate(picked)]
+    if args.avatar:
+        from avatars.avatar.model import AvatarRenderer
+        from avatars.core.weights import resolve_weights
+
+        with refusing(FileNotFoundError, ValueError):
+            renderer = AvatarRenderer.open(resolve_weights(args.avatar, "avatar"))
+        for k, i in enumerate(picked):
+            renderer.reset()
+            r = renderer(keypoints[k], rgb.shape[1:3])
+            people.append((f"{stem}_{Path(args.avatar).stem}_{i:05d}", r.rgb, r.mask))
+    paths = composite_people(people, scenes, args.output, CompositeConfig(count=args.count, seed=args.seed))
+    print(f"{args.output}: {len(paths)} frames ({len(picked)} poses of {stem}"
+          f"{', ground truth and ' + args.avatar if args.avatar else ''}) over {len(scenes)} backgrounds")
+    return Exit.OK
+
+
 # -- synthesize-texture -----------------------------------------------------------------------
 
 def _texture_outputs(output: Path, seeds: list[int]) -> list[Path]:
@@ -445,6 +487,16 @@ def _shipped_name(name: str) -> str:
     return name
 
 
+def _content_summary(names: list[str], listed: int = 20) -> str:
+    """The content images by source (the part of the name before its last _), then the first few by name."""
+    from collections import Counter
+
+    groups = Counter(n.rsplit("_", 1)[0] if "_" in n else n for n in names)
+    head = ", ".join(f"{k} ({v})" for k, v in sorted(groups.items()) if v > 1)
+    singles = sorted(n for n in names if groups[n.rsplit("_", 1)[0] if "_" in n else n] == 1)
+    return "; ".join(x for x in (head, ", ".join(singles[:listed]) + (" ..." if len(singles) > listed else "")) if x)
+
+
 def cmd_ship_style(args: argparse.Namespace) -> int:
     """Train (resumably) in RUN_DIR, then export weights, record and a how-it-was-made note."""
     import dataclasses
@@ -453,6 +505,7 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
     from avatars.core.checkpoint import load_state, save_checkpoint
     from avatars.core.weights import WEIGHTS
     from avatars.style.checkpoint import read_style_record
+    from avatars.style.losses import LossConfig
     from avatars.style.stylenet import StyleNetConfig
     from avatars.style.training import StyleTrainConfig, list_images, train_stylizer
 
@@ -460,8 +513,10 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
     with refusing(ValueError, TypeError):
         cfg = StyleTrainConfig(style=args.style, content_dir=args.content, steps=args.steps, batch_size=args.batch,
                                image_size=args.size, time_limit_s=args.minutes * 60,
-                               stylenet=StyleNetConfig(tuple(args.channels), 5), device=device_option(args.device))
-    cfg.loss.style_weight = args.style_weight
+                               lr_final=args.lr_final, stylenet=StyleNetConfig(tuple(args.channels), args.residual_blocks),
+                               loss=LossConfig(bf16=None, style_weight=args.style_weight,
+                                               content_layers=tuple(args.content_layers)),
+                               device=device_option(args.device))
     _check_train_inputs(cfg)
     set_threads(args.threads)
     run = Path(args.run_dir) / f"{name}.safetensors"
@@ -476,11 +531,15 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
         f"- style image: `{Path(args.style).name}` (sha256 {record['data']['style']['sha256'][:16]}...)\n"
         f"- command: `python -m launch ship-style {Path(args.style).name} {name} --minutes {args.minutes:g} "
         f"--steps {args.steps} --batch {args.batch} --channels {' '.join(map(str, args.channels))} "
+        f"--residual-blocks {args.residual_blocks} --content-layers {' '.join(args.content_layers)} "
+        + (f"--lr-final {args.lr_final:g} " if args.lr_final is not None else "") +
         f"--style-weight {args.style_weight:g} --size {args.size} --threads {args.threads}` on {cfg.device}\n"
-        f"- content set ({len(content)} photos of `{Path(args.content).name}`, random {cfg.image_size}x"
-        f"{cfg.image_size} crops + flips): " + ", ".join(content) + "\n"
+        f"- content set ({len(content)} images of `{Path(args.content).name}`, sha256 "
+        f"{record['data']['content']['sha256'][:16]}..., random {cfg.image_size}x{cfg.image_size} crops + flips): "
+        + _content_summary(content) + "\n"
         f"- model: StyleNet-IN {dataclasses.asdict(cfg.stylenet)}, {params} parameters\n"
-        f"- training: {result.steps} steps of batch {cfg.batch_size}, Adam lr {cfg.lr}; "
+        f"- training: {result.steps} steps of batch {cfg.batch_size}, Adam lr {cfg.lr}"
+        + (f" cosine-decayed to {cfg.lr_final:g}" if cfg.lr_final is not None else "") + "; "
         f"{result.seconds / 60:.1f} min of training compute\n"
         f"- final losses (mean of the last 50 steps, weighted): "
         + json.dumps({k: round(v, 4) for k, v in result.final_losses.items()}) + "\n"
@@ -580,6 +639,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
     p.add_argument("--size", type=int, default=256, metavar="PX", help="training crop size (default 256)")
     p.add_argument("--channels", type=int, nargs=3, default=(16, 32, 64), metavar="C", help="StyleNet widths")
+    p.add_argument("--residual-blocks", type=int, default=5, metavar="N", help="StyleNet residual blocks (default 5)")
+    p.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER",
+                   help="VGG-19 content layers (default relu4_2)")
+    p.add_argument("--lr-final", type=float, metavar="LR", help="cosine decay of the learning rate to LR (default: constant)")
     p.add_argument("--style-weight", type=float, default=5.0, help="default 5")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: steady timing)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
@@ -598,6 +661,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=512, metavar="PX", help="longer side of the frames (default 512)")
     p.add_argument("--hold-out", nargs="*", metavar="CLIP", help="clip file names to keep out (default hybrik_taiji.mp4)")
     p.set_defaults(func=cmd_extract_frames)
+
+    p = sub.add_parser("people-frames", help="content frames of people (mannequin, avatar) over varied backgrounds",
+                       description="Takes COUNT evenly spaced frames of an avatar dataset (prepare-avatar), each "
+                                   "over a random crop of a random background photo, and with --avatar also that "
+                                   "avatar's render of the same pose: content for train-style that looks like "
+                                   "what a stylizer after the avatar node sees.")
+    p.add_argument("data", metavar="DATA", help="avatar dataset folder (prepare-avatar --mannequin or a video's)")
+    p.add_argument("--backgrounds", required=True, metavar="DIR", help="folder of background photos")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the frames")
+    p.add_argument("--avatar", metavar="CKPT", help="also the renders of this avatar (file or shipped name)")
+    p.add_argument("--count", type=int, default=60, help="poses taken (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="background choice, crop and flip (default 0)")
+    p.set_defaults(func=cmd_people_frames)
 
     p = sub.add_parser("synthesize-texture", help="texture images from a TextureNet or by Gatys optimisation",
                        description="Either sample a noise-only TextureNet (--model) or optimise pixels "

@@ -24,6 +24,11 @@ class Diagnostics(logging.Formatter):
         return f"[{who}] {text}" if who else text
 
 
+# Library loggers whose warnings say nothing to a user of this project: torch.compile on a CPU-only
+# machine that has a CUDA_HOME warns "No CUDA runtime is found" in every compiling process.
+QUIETED = ("torch.utils.cpp_extension",)
+
+
 def configure_logging(level: str | int, label: str = "") -> None:
     """Diagnostics to stderr through `logging` (stdout carries only a command's results); Python
     warnings too, so a library's warning shows once, in the same form."""
@@ -31,3 +36,6 @@ def configure_logging(level: str | int, label: str = "") -> None:
     handler.setFormatter(Diagnostics(label))
     logging.basicConfig(level=level.upper() if isinstance(level, str) else level, handlers=[handler], force=True)
     logging.captureWarnings(True)
+    for name in QUIETED:
+        logging.getLogger(name).setLevel(logging.ERROR)
+

@@ -238,6 +238,40 @@ def test_extract_frames_keeps_the_held_out_clip_out_and_train_style_uses_them(fi
     assert "none" in capsys.readouterr().err
 
 
+def test_people_frames_put_the_mannequin_and_the_avatar_over_the_backgrounds(tmp_path, capsys):
+    """Content like what a stylizer after the avatar node sees: the person where the mask is, a
+    background photo everywhere else, for the dataset's own frames and the avatar's renders."""
+    import cv2
+
+    from avatars.avatar.crop import CropConfig
+    from avatars.avatar.data import make_mannequin_dataset
+
+    data = make_mannequin_dataset(tmp_path / "mannequin", ("walk",), (0.0,), frames_per_clip=3, fps=5.0,
+                                  crop=CropConfig(size=64), progress=False)
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    Image.fromarray(np.full((80, 120, 3), (0, 200, 0), np.uint8)).save(scenes / "green.png")
+    out = tmp_path / "people"
+    assert main(["people-frames", str(data), "--backgrounds", str(scenes), "-o", str(out), "--count", "2",
+                 "--avatar", "mannequin_avatar"]) == Exit.OK
+    assert "4 frames (2 poses of mannequin, ground truth and mannequin_avatar) over 1 backgrounds" in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 4 and sum("mannequin_avatar" in n for n in names) == 2
+    with np.load(data / "frames.npz") as d:
+        person, mask = d["rgb"][0].astype(float), d["mask"][0] / 255
+    image = _rgb(out / "mannequin_00000.jpg").astype(float)
+    assert image.shape == (64, 64, 3)
+    # JPEG's chroma subsampling smears colour across the edge by a pixel or two: compare away from it
+    outside = cv2.erode((mask < 0.01).astype(np.uint8), np.ones((5, 5))) > 0
+    inside = cv2.erode((mask > 0.99).astype(np.uint8), np.ones((5, 5))) > 0
+    assert np.abs(image[outside] - (0, 200, 0)).mean() < 6       # the scene (JPEG-exact only nearly)
+    assert np.abs(image[inside] - person[inside]).mean() < 12    # the person, not the scene
+    avatar = _rgb(next(out.glob("mannequin_mannequin_avatar_*.jpg"))).astype(float)
+    assert np.abs(avatar[inside] - (0, 200, 0)).mean() > 60      # the avatar's person covers the scene
+    assert main(["people-frames", str(scenes), "--backgrounds", str(scenes), "-o", str(out)]) == Exit.REFUSED
+    assert "not an avatar dataset" in capsys.readouterr().err
+
+
 # -- bad input --------------------------------------------------------------------------------
 
 def _bad_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:

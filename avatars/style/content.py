@@ -74,3 +74,45 @@ def extract_frames(videos: list[Path], out: str | Path, cfg: ExtractConfig = Ext
                 result.frames.append(path)
         result.clips.append(video.name)
     return result
+
+
+# -- people over backgrounds ------------------------------------------------------------------
+
+@dataclass
+class CompositeConfig:
+    count: int = 60                  # frames taken (evenly spaced) from the dataset
+    seed: int = 0                    # background choice, crop and flip
+    quality: int = 92                # JPEG quality
+
+
+def _background(rng: np.random.Generator, photo: np.ndarray, size: int) -> np.ndarray:
+    """A random square crop of ``photo`` (at least half its short side), scaled to ``size``, maybe mirrored."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    side = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = cv2.resize(photo[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+    return crop[:, ::-1] if rng.random() < 0.5 else crop
+
+
+def composite_people(people: list[tuple[str, np.ndarray, np.ndarray]], backgrounds: list[np.ndarray],
+                     out: str | Path, cfg: CompositeConfig = CompositeConfig()) -> list[Path]:
+    """Each (name, RGB uint8, mask float in [0, 1]) person over a random crop of a random background,
+    blended along the soft mask, as ``out/<name>.jpg``: the avatar and mannequin frames a stylizer
+    downstream of the avatar node sees, on the varied scenes it sees them on."""
+    from PIL import Image
+
+    if not backgrounds:
+        raise ValueError("composite_people needs at least one background")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    paths = []
+    for name, rgb, mask in people:
+        scene = _background(rng, backgrounds[int(rng.integers(len(backgrounds)))], rgb.shape[0])
+        a = mask[..., None].astype(np.float32)
+        image = (a * rgb + (1 - a) * scene).round().astype(np.uint8)
+        paths.append(out / f"{name}.jpg")
+        Image.fromarray(image).save(paths[-1], quality=cfg.quality)
+    return paths
