@@ -554,6 +554,8 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's commands to the command line."""
+    from avatars.core.weights import available
+
     p = sub.add_parser("train-style", help="train a feed-forward stylizer (or texture generator) from a style image",
                        description="Train (or resume) a StyleNet-IN / TextureNet with perceptual losses. "
                                    "Options left out take the checkpoint's values when resuming, else the defaults.")
@@ -601,7 +603,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stylize", help="stylize an image, or a video through the offline graph",
                        description="An image is stylized in this process; a video goes through "
                                    "the shipped graph stylize_video (every frame kept, audio kept, progress bar).")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (starry_night, great_wave)")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (" + ", ".join(available("style")) + ")")
     p.add_argument("input", metavar="INPUT", help="image, or video file")
     p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
     p.add_argument("--max-side", "--size", dest="max_side", type=int, metavar="PX",

@@ -318,3 +318,24 @@ def test_prepare_video_crops_real_frames_and_caches(media, tmp_path):
     assert (out / "frames.npz").stat().st_mtime_ns == stamp  # cached
     with pytest.raises(ValueError, match="no split"):
         AvatarDataset(out, "validation")
+
+
+def test_a_transfer_runs_auxiliary_targets_are_its_start_maps_inside_the_persons_mask(dataset):
+    """After a transfer the pre-training targets would be another body's; the anchor takes the start's
+    own likeliest part and its uv where this person is, background elsewhere."""
+    from avatars.avatar.training import _Anchor
+
+    torch.manual_seed(0)
+    model = TexturedAvatar(TINY, texture_size=16)
+    data = AvatarDataset(dataset)
+    anchor = _Anchor(model.net, data, 64, np.random.default_rng(0), torch.device("cpu"))
+    b = data.batch(np.arange(4), torch.device("cpu"), 64)
+    labels, uv = anchor(b)
+    logits, coords = model.predict(b.bones)
+    person = b.mask >= 0.5
+    assert torch.equal(labels[~person], torch.full_like(labels[~person], NUM_PARTS))
+    assert torch.equal(labels[person], logits[:, :NUM_PARTS].argmax(1)[person])
+    k = labels.clamp(max=NUM_PARTS - 1)
+    picked = coords.view(4, NUM_PARTS, 2, 64, 64).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+    assert torch.allclose(uv.permute(0, 2, 3, 1)[person], picked.permute(0, 2, 3, 1)[person], atol=1e-6)
+    assert anchor.weight.shape == (NUM_PARTS + 1,) and all(p.requires_grad is False for p in anchor.net.parameters())

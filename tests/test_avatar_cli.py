@@ -220,6 +220,7 @@ def test_train_avatar_init_from_a_trained_avatar_keeps_its_generator_and_takes_t
     a, b = load_file(str(src)), load_file(str(out))
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("net."))  # lr 0: the generator as it was
     assert not torch.equal(a["textures"], b["textures"])  # re-initialised from the pixels of this data
+    assert _record(out)["final_losses"]["aux"] > 0        # anchored to the start's own part/UV maps
     code, _, err = run("train-avatar", data, "-o", data.parent / "bad.safetensors", "--init-from",
                        checkpoints["direct"], "--steps", "1", *FAST)
     assert code == Exit.REFUSED and "cannot start from it: kind direct (this run: textured)" in err

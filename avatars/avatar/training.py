@@ -29,6 +29,7 @@ Scoring held-out frames is ``avatars.avatar.evaluation``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -98,8 +99,10 @@ class AvatarTrainConfig:
     pretrain_steps: int = 300            # textured: generator on exact part/UV maps or skeleton labels
     pretrain_lr: float = 2e-3
     texel_prior: float = 2.0             # initial texel = (sum + k * coarser mean) / (count + k); 0: the paper's mean
-    aux_weight: float = 1.0              # after pre-training: its loss toward the same targets, annealed linearly
-    aux_steps: int = 1000                # ... to 0 at this step (keeps UV from drifting while textures settle)
+    aux_weight: float = 1.0              # an auxiliary loss toward the initial part/UV maps, annealed linearly:
+    aux_steps: int = 1000                # ... to 0 at this step (keeps UV from drifting while textures settle,
+    #                                      and parts from collapsing); after pre-training the pre-training
+    #                                      targets, after a transfer the transferred generator's own maps
     init_frames: int = 256               # textured: frames averaged into the initial textures
     init_from: str | None = "auto"       # a trained avatar (same kind, generator, crop size) to start from;
     #                                      "auto": pre-train on exact maps where the data has them, else the
@@ -159,6 +162,28 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
         opt.step()
         rows.append({k: v.item() for k, v in terms.items()})
     return {"pretrain": what, "steps": cfg.pretrain_steps, **mean_losses(rows[-20:])}
+
+
+class _Anchor:
+    """The auxiliary targets of a transfer run: a frozen copy of the generator it started from gives each
+    pixel of the person's mask its likeliest part and that part's uv; outside the mask, background.
+    Class-balanced like the pre-training, so that a thin part (a forearm, a hand) weighs as much as the torso."""
+
+    def __init__(self, net: nn.Module, data: AvatarDataset, crop: int, rng: np.random.Generator, device: torch.device):
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.crop = crop
+        self.weight = class_weights(self(data.batch(rng.permutation(len(data))[:64], device, crop))[0])
+
+    @torch.no_grad()
+    def __call__(self, b: AvatarBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, coords = self.net(b.bones)
+        n = logits.shape[1] - 1
+        mask = b.mask if b.mask.shape[-1] == self.crop else F.interpolate(b.mask[:, None], size=(self.crop,) * 2,
+                                                                         mode="area")[:, 0]
+        k = logits[:, :n].argmax(1)
+        bs, _, h, w = coords.shape
+        uv = coords.float().sigmoid().view(bs, n, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+        return torch.where(mask >= 0.5, k, n), uv
 
 
 def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
@@ -277,7 +302,9 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     fixed = data.batch(np.linspace(0, len(data) - 1, 4).astype(int), device, crop.size)
     samples_dir = out.with_name(out.stem + "_samples")
     tally = PartTally(model.num_parts, cfg.texture_size) if textured else None
-    # the auxiliary loss toward the pre-training targets (not after a transfer: those are another body's maps)
+    # the auxiliary targets: the pre-training's, or after a transfer the start's own maps within this
+    # person's mask (the pre-training targets would be another body's)
+    anchor = _Anchor(model.net, data, crop.size, rng, device) if textured and "from" in init and cfg.aux_weight else None
     aux_weight = _class_weights(data, crop.size, rng, device) if textured and "pretrain" in init else None
 
     run = dataclasses.asdict(cfg)
@@ -315,9 +342,10 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
         o = model.compose(logits, uv, data.size)
         tally.add(o.parts.detach(), o.uv.detach(), b.mask >= 0.5, b.part)
         terms = _loss(o, b, cfg, perceptual)
-        w = cfg.aux_weight * max(0.0, 1 - log.step / cfg.aux_steps) if aux_weight is not None else 0.0
-        if w > 0:
-            terms["aux"] = w * pretrain_loss(logits, uv, *_targets(b, crop.size), aux_weight)["total"]
+        w = cfg.aux_weight * max(0.0, 1 - log.step / cfg.aux_steps)
+        if w > 0 and (aux_weight is not None or anchor is not None):
+            targets, weight = (_targets(b, crop.size), aux_weight) if anchor is None else (anchor(b), anchor.weight)
+            terms["aux"] = w * pretrain_loss(logits, uv, *targets, weight)["total"]
             terms["total"] = terms["total"] + terms["aux"]
         return terms
 
