@@ -12,6 +12,8 @@ stale frames the `latest` edges discarded. Variants (the stylize node's paramete
     + compile     weighted, torch.compile'd in setup for 256x256
     shipped       the graph as shipped (weighted + compile + flow)
 
+and with ``--before CKPT`` the shipped graph with that stylizer instead (the network lever).
+
 A compiled variant gets ``--compile-warmup`` seconds of warm-up: the first compile takes minutes on
 two cores, later ones seconds (inductor's cache).
 
@@ -26,7 +28,7 @@ the ratios within one run. The last line is the shipped graph's (the `weighted` 
 
     live stylize 256x256: F fps, latency p50 A ms p99 B ms, drops D
 
-    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--paths]
+    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--paths] [--before CKPT]
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {},
 }
 SHIPPED = "shipped"
+BEFORE = "shipped, --before's stylizer"
 
 
 @dataclass
@@ -208,7 +211,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--compile-warmup", type=float, default=240.0, help="warm-up of the + compile variant")
     ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
+    ap.add_argument("--before", type=Path, metavar="CKPT", help="also the shipped graph with this stylizer "
+                    "(e.g. the wider network a narrower one replaced), measured just before `shipped`")
     args = ap.parse_args(argv)
+    variants = VARIANTS | ({BEFORE: {"model": str(args.before)}} if args.before else {})
     clip = args.clip or media_root() / CLIP
     if not clip.is_file():
         print(f"error: {clip}: no such clip (set STREAM_MEDIA or give --clip)")
@@ -219,8 +225,8 @@ def main(argv: list[str]) -> int:
     results: dict[str, LiveResult] = {}
     with tempfile.TemporaryDirectory() as tmp:
         graph = live_graph(clip, Path(tmp))
-        for name in dict.fromkeys([*args.variants, SHIPPED]):
-            style = copy.deepcopy(VARIANTS[name])
+        for name in dict.fromkeys([*args.variants, *([BEFORE] if args.before else []), SHIPPED]):
+            style = copy.deepcopy(variants[name])
             compiled = {**load_graph(graph).nodes["style"].raw_params, **style}.get("compile")
             results[name] = run_live(graph, style, args.seconds, args.compile_warmup if compiled else args.warmup)
             ratio = results[name].fps / next(iter(results.values())).fps
