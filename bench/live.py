@@ -10,7 +10,7 @@ stale frames the `latest` edges discarded. Variants (the stylize node's paramete
     weighted      eager, no smoothing, the supervisor's share by compute (the one compute node: both cores)
     + flow        weighted, with flow-guided smoothing (less flicker)
     + compile     weighted, torch.compile'd in setup for 256x256
-    shipped       the graph as shipped (weighted + compile + flow)
+    shipped       the graph as shipped (weighted + compile; the same as + compile)
 
 and with ``--before CKPT`` the shipped graph with that stylizer instead (the network lever).
 
