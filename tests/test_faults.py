@@ -123,7 +123,7 @@ def test_a_keyed_peer_can_neither_freeze_nor_end_a_latest_edge(tmp_path):
           - {{name: source, kind: synthetic, host: laptop, params: {{width: 64, height: 48}}}}
           - {{name: check, kind: integrity, host: gpu}}
         edges: [{{from: source.out, to: check.in, policy: latest}}]
-    """, "--host", "gpu", "--for", "5")
+    """, "--host", "gpu", "--for", "8")
     ctx = zmq.Context()
     server_public, _ = zmq.auth.load_certificate(str(keys / "gpu.key"))
 
@@ -138,7 +138,9 @@ def test_a_keyed_peer_can_neither_freeze_nor_end_a_latest_edge(tmp_path):
     time.sleep(2.0)  # the gpu host's processes start and bind
     other.send_multipart(encode(Message.end_of_stream(0), {}))
     laptop.send_multipart(_genuine(2 ** 62))
-    for seq in range(30):
+    # paced over 4.5 s: what is queued before the node binds arrives in one burst, of which a latest
+    # edge keeps the newest, so a slow start (a loaded machine) must leave paced frames after it
+    for seq in range(150):
         laptop.send_multipart(_genuine(seq))
         time.sleep(0.03)
     code, report, err = _finish(proc, report)
