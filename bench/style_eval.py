@@ -29,8 +29,6 @@ from avatars.style.stylize import FastPathConfig, FrameStylizer
 from avatars.style.training import list_images, load_image
 from bench.stylize import eval_frames, style_image
 
-TERMS = ("style", "content relu4_2", "content relu2_2")
-
 
 def people_frames(folder: Path, size: int = 256) -> torch.Tensor:
     images = [load_image(p) for p in list_images(folder)]
@@ -45,18 +43,19 @@ def stylized(path: Path, content: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.from_numpy(net(f)).permute(2, 0, 1) for f in frames]).float() / 255
 
 
-@torch.no_grad()
-def scores(out: torch.Tensor, content: torch.Tensor, style: Path) -> dict[str, float]:
-    """Mean per frame of each term (weighted as in training)."""
+def losses(style: Path) -> dict[str, tuple[PerceptualLoss, str]]:
+    """Each reported term: the fixed loss that computes it and the key of its value."""
     target = load_image(style, 320)
-    result = {}
-    for name, layers in (("style", None), ("content relu4_2", ("relu4_2",)), ("content relu2_2", ("relu2_2",))):
-        cfg = LossConfig(bf16=False) if layers is None else LossConfig(bf16=False, content_layers=layers)
-        loss = PerceptualLoss(cfg, target)
-        terms = [loss(out[i:i + 1], content[i:i + 1]) for i in range(len(out))]
-        key = "style" if layers is None else "content"
-        result[name] = sum(t[key].item() for t in terms) / len(terms)
-    return result
+    return {"style": (PerceptualLoss(LossConfig(bf16=False), target), "style"),
+            **{f"content {layer}": (PerceptualLoss(LossConfig(bf16=False, content_layers=(layer,)), target), "content")
+               for layer in ("relu4_2", "relu2_2")}}
+
+
+@torch.no_grad()
+def scores(out: torch.Tensor, content: torch.Tensor, terms: dict[str, tuple[PerceptualLoss, str]]) -> dict[str, float]:
+    """Mean per frame of each term (weighted as in training)."""
+    return {name: sum(loss(out[i:i + 1], content[i:i + 1])[key].item() for i in range(len(out))) / len(out)
+            for name, (loss, key) in terms.items()}
 
 
 def figure(path: Path, rows: list[torch.Tensor]) -> None:
@@ -78,18 +77,18 @@ def main(argv: list[str]) -> int:
           f"loss: fp32 VGG-19, style weight {LossConfig().style_weight:g}, content weight {LossConfig().content_weight:g}")
     for after in sorted(args.after.glob("*.safetensors")):
         before = args.before / after.name
-        style = style_image(read_style_record(after)["train"]["style"])
+        terms = losses(style_image(read_style_record(after)["train"]["style"]))
         shown = []
         for set_name, content in sets.items():
             row = {}
             for label, ckpt in (("before", before), ("after", after)):
                 if ckpt.is_file():
                     out = stylized(ckpt, content)
-                    row[label] = scores(out, content, style)
+                    row[label] = scores(out, content, terms)
                     shown.append((set_name, label, out))
             line = ", ".join(
                 f"{t} {row['before'][t]:.3f} -> {row['after'][t]:.3f} ({row['after'][t] / row['before'][t]:.2f}x)"
-                if "before" in row else f"{t} {row['after'][t]:.3f}" for t in TERMS)
+                if "before" in row else f"{t} {row['after'][t]:.3f}" for t in terms)
             print(f"  {after.stem} on {set_name}: {line}")
         if args.figures:
             idx = {k: torch.linspace(0, len(v) - 1, 4).round().long() for k, v in sets.items()}

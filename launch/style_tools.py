@@ -395,7 +395,7 @@ def cmd_people_frames(args: argparse.Namespace) -> int:
             renderer.reset()
             r = renderer(keypoints[k], rgb.shape[1:3])
             people.append((f"{stem}_{Path(args.avatar).stem}_{i:05d}", r.rgb, r.mask))
-    paths = composite_people(people, scenes, args.output, CompositeConfig(count=args.count, seed=args.seed))
+    paths = composite_people(people, scenes, args.output, CompositeConfig(seed=args.seed))
     print(f"{args.output}: {len(paths)} frames ({len(picked)} poses of {stem}"
           f"{', ground truth and ' + args.avatar if args.avatar else ''}) over {len(scenes)} backgrounds")
     return Exit.OK
@@ -491,9 +491,12 @@ def _content_summary(names: list[str], listed: int = 20) -> str:
     """The content images by source (the part of the name before its last _), then the first few by name."""
     from collections import Counter
 
-    groups = Counter(n.rsplit("_", 1)[0] if "_" in n else n for n in names)
+    def source(name: str) -> str:
+        return name.rsplit("_", 1)[0]
+
+    groups = Counter(map(source, names))
     head = ", ".join(f"{k} ({v})" for k, v in sorted(groups.items()) if v > 1)
-    singles = sorted(n for n in names if groups[n.rsplit("_", 1)[0] if "_" in n else n] == 1)
+    singles = sorted(n for n in names if groups[source(n)] == 1)
     return "; ".join(x for x in (head, ", ".join(singles[:listed]) + (" ..." if len(singles) > listed else "")) if x)
 
 

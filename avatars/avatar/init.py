@@ -115,19 +115,21 @@ def pretrain_loss(logits: torch.Tensor, coords: torch.Tensor, labels: torch.Tens
     mask_logit = torch.logsumexp(logits[:, :-1], 1) - logits[:, -1]
     bce = F.binary_cross_entropy_with_logits(mask_logit, (labels < NUM_PARTS).float())
     fg = labels < NUM_PARTS
-    b, _, h, w = coords.shape
-    idx = labels.clamp(max=NUM_PARTS - 1)[:, None]                   # (B, 1, H, W)
-    pred = coords.view(b, NUM_PARTS, 2, h, w).gather(1, idx[:, :, None].expand(-1, -1, 2, -1, -1))[:, 0]
+    pred = part_uv(coords, labels.clamp(max=NUM_PARTS - 1))
     l1 = ((pred - uv).abs().sum(1) * fg).sum() / fg.sum().clamp_min(1)
     return {"part_ce": ce, "mask": bce, "uv_l1": l1, "total": ce + bce + l1}
 
 
+def part_uv(uv: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Per pixel, the coordinates of part ``k`` (B, H, W) from the stacked uv (B, 2n, H, W): (B, 2, H, W)."""
+    b, c, h, w = uv.shape
+    return uv.view(b, c // 2, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+
+
 def texel_index(parts: torch.Tensor, uv: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per pixel, the likeliest part k (B, H, W) and the flat index into (n, T, T) of its nearest texel."""
-    n = uv.shape[1] // 2
-    b, _, h, w = uv.shape
-    k = parts[:, :n].argmax(1)
-    coords = uv.view(b, n, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
+    k = parts[:, :uv.shape[1] // 2].argmax(1)
+    coords = part_uv(uv, k)
     tex = (coords * size).long().clamp(0, size - 1)                  # texel of u (column), v (row)
     return k, (k * size + tex[:, 1]) * size + tex[:, 0]
 

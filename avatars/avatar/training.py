@@ -44,8 +44,8 @@ from tqdm import tqdm
 
 from avatars.avatar.crop import CropConfig
 from avatars.avatar.data import AvatarBatch, AvatarDataset, default_split, scale_keypoints
-from avatars.avatar.init import (accumulate_texels, class_weights, mean_textures, pretrain_loss, skeleton_labels,
-                                 surface_targets)
+from avatars.avatar.init import (accumulate_texels, class_weights, mean_textures, part_uv, pretrain_loss,
+                                 skeleton_labels, surface_targets)
 from avatars.avatar.model import (Avatar, AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
 from avatars.avatar.parts import PartTally, part_colours, save_part_curves
@@ -181,9 +181,7 @@ class _Anchor:
         mask = b.mask if b.mask.shape[-1] == self.crop else F.interpolate(b.mask[:, None], size=(self.crop,) * 2,
                                                                          mode="area")[:, 0]
         k = logits[:, :n].argmax(1)
-        bs, _, h, w = coords.shape
-        uv = coords.float().sigmoid().view(bs, n, 2, h, w).gather(1, k[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
-        return torch.where(mask >= 0.5, k, n), uv
+        return torch.where(mask >= 0.5, k, n), part_uv(coords.float().sigmoid(), k)
 
 
 def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:

@@ -80,7 +80,6 @@ def extract_frames(videos: list[Path], out: str | Path, cfg: ExtractConfig = Ext
 
 @dataclass
 class CompositeConfig:
-    count: int = 60                  # frames taken (evenly spaced) from the dataset
     seed: int = 0                    # background choice, crop and flip
     quality: int = 92                # JPEG quality
 
