@@ -59,7 +59,7 @@ PROTOCOLS = {
     "sparse": Protocol((0.0, 180.0), ("walk", "dance"), (0.0, 45.0, 90.0)),
 }
 DATA_CROP = CropConfig(size=256)
-RECIPE = dict(crop_size=128, texture_size=256, pretrain_steps=600, texture_lr=1e-3, pixel_weight=1.0,
+RECIPE = dict(crop_size=128, texture_size=256, pretrain_steps=1500, texture_lr=1e-3, pixel_weight=1.0, lr_final=5e-5,
               perceptual_size=128, checkpoint_every=50, sample_every=100)
 
 

@@ -172,7 +172,7 @@ def _generator_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- train-avatar
 
-TUNABLE = ("batch_size", "lr", "texture_lr", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
+TUNABLE = ("batch_size", "lr", "lr_final", "texture_lr", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
            "pretrain_steps", "crop_size",
            "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
            "threads", "split")
@@ -342,6 +342,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("training (defaults: the library's, or the resumed checkpoint's)")
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per step (4)")
     t.add_argument("--lr", type=float, metavar="LR", help="generator learning rate (5e-4)")
+    t.add_argument("--lr-final", type=float, metavar="LR", help="the generator's learning rate decays (cosine) to "
+                   "this by the run's end, the textures' by the same factor (default: constant)")
     t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (5e-3)")
     t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (256)")
     t.add_argument("--crop-size", type=_positive_int, metavar="PX",

@@ -10,7 +10,7 @@ import torch
 
 from avatars.avatar.crop import CropConfig, person_crop
 from avatars.avatar.data import AvatarDataset, make_mannequin_dataset
-from avatars.avatar.init import accumulate_texels, mean_textures, skeleton_labels
+from avatars.avatar.init import accumulate_texels, mean_textures, skeleton_labels, surface_targets
 from avatars.avatar.model import (MIN_MASK, AvatarConfig, AvatarOutput, AvatarRenderer, DirectAvatar,
                                   GeneratorConfig, TexturedAvatar, blend, load_avatar, save_avatar)
 from avatars.avatar.parts import LOST_RATIO, PartLostError
@@ -121,6 +121,27 @@ def test_skeleton_labels_follow_the_mannequins_parts():
     assert uv.min() >= 0 and uv.max() <= 1
 
 
+def test_surface_targets_at_the_generators_crop_are_centred_and_soft_at_part_borders():
+    """The exact maps area-resampled 64 -> 32: a uv ramp keeps its value at each target pixel's centre (a
+    nearest downsampling shifted it by half a pixel), a pixel straddling a part border gets both parts in
+    proportion, and its uv is the mean over its likeliest part's source pixels only."""
+    part = torch.full((1, 64, 64), NUM_PARTS)
+    part[:, 16:48, 16:48] = PART["torso"]
+    part[:, 16:48, 31:48] = PART["pelvis"]        # the border at column 31: odd, so it cuts target pixel 15
+    x = (torch.arange(64) + 0.5) / 64
+    uv = torch.stack([x.expand(64, 64), x[:, None].expand(64, 64)])[None].clone()
+    uv[:, 0, :, 31:] = 0.9                          # pelvis u: constant, far from the torso's ramp
+    probs, tuv = surface_targets(part, uv, 32)
+    assert probs.shape == (1, NUM_PARTS + 1, 32, 32) and torch.allclose(probs.sum(1), torch.ones(1, 32, 32))
+    centre = (torch.arange(32) + 0.5) / 32
+    assert torch.allclose(tuv[0, 1, 8:24, 10], centre[8:24], atol=1e-6)           # v ramp, centred
+    assert torch.allclose(tuv[0, 0, 10, 8:15], centre[8:15], atol=1e-6)           # u ramp inside the torso
+    assert probs[0, PART["torso"], 10, 15] == 0.5 and probs[0, PART["pelvis"], 10, 15] == 0.5
+    assert probs[0, NUM_PARTS, 10, 7] == 1 and probs[0, PART["torso"], 10, 8] == 1
+    k = probs[0, :, 10, 15].argmax()                                               # a tie: one of the two
+    assert tuv[0, 0, 10, 15] == pytest.approx(30.5 / 64 if k == PART["torso"] else 0.9, abs=1e-6)
+
+
 def test_initialisation_on_exact_maps_uses_every_part(dataset, tmp_path):
     """Pre-training on the mannequin's exact maps (class-balanced): every part is predicted, close to its
     true share of the body, and its texture is sampled; the table is reported."""
@@ -175,6 +196,20 @@ def test_training_lowers_the_loss_and_checkpoints_round_trip(dataset, tmp_path):
     assert 0 < scores["ssim"] <= 1 and scores["psnr"] > 5
     assert scores["parts"] == NUM_PARTS and 0 <= scores["parts_used"] <= NUM_PARTS
     assert (tmp_path / "eval" / "grid.png").is_file() and (tmp_path / "eval" / "a_textures.png").is_file()
+
+
+def test_learning_rates_decay_along_a_cosine_to_lr_final(dataset, tmp_path):
+    """With ``lr_final`` the network's lr follows a cosine from lr to lr_final over the run and the textures'
+    is scaled by the same factor (the last of 4 steps runs at 3/4 of the way)."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    cfg = AvatarTrainConfig(dataset, steps=4, pretrain_steps=2, lr_final=2e-4, texture_lr=1e-3, **FAST_TRAIN)
+    out = train_avatar(cfg, tmp_path / "d.safetensors", progress=False, report=lambda _: None).checkpoint
+    with safe_open(str(out.with_name("d.optim.safetensors")), framework="pt") as f:
+        groups = __import__("json").loads(f.metadata()["param_groups"])
+    factor = (2e-4 + (cfg.lr - 2e-4) * 0.5 * (1 + np.cos(0.75 * np.pi))) / cfg.lr
+    assert groups[0]["lr"] == pytest.approx(cfg.lr * factor) and groups[1]["lr"] == pytest.approx(1e-3 * factor)
 
 
 def test_scores_at_a_dataset_resolution_other_than_the_crop(dataset, tmp_path):
@@ -330,7 +365,9 @@ def test_a_transfer_runs_auxiliary_targets_are_its_start_maps_inside_the_persons
     data = AvatarDataset(dataset)
     anchor = _Anchor(model.net, data, 64, np.random.default_rng(0), torch.device("cpu"))
     b = data.batch(np.arange(4), torch.device("cpu"), 64)
-    labels, uv = anchor(b)
+    probs, uv = anchor(b)
+    labels = probs.argmax(1)
+    assert torch.equal(probs.sum(1), torch.ones_like(labels, dtype=probs.dtype))   # one-hot
     logits, coords = model.predict(b.bones)
     person = b.mask >= 0.5
     assert torch.equal(labels[~person], torch.full_like(labels[~person], NUM_PARTS))

@@ -50,3 +50,26 @@ def test_shipped_records_name_no_path_of_the_machine_that_made_them():
             text = resolve_weights(name, family).with_suffix(".json").read_text()
             assert "/work/" not in text and "/home/" not in text and "/tmp/" not in text and "/root/" not in text, name
             assert read_record(resolve_weights(name, family), family)["kind"]
+
+
+def test_shipping_stores_textures_in_8_bits_and_the_network_in_fp16(tmp_path):
+    """A shipped avatar is a quarter of fp32 on its textures: uint8 levels of 1/255 in the file, fp32
+    within half a level after loading; values outside [0, 1] are refused, not wrapped."""
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    cfg = AvatarConfig("textured", TINY, 16)
+    model = cfg.build()
+    with torch.no_grad():
+        model.textures.uniform_(0, 1)
+    path = save_avatar(tmp_path / "ship.safetensors", model, cfg, half=True)
+    with safe_open(str(path), framework="pt") as f:
+        assert f.get_tensor("textures").dtype == torch.uint8
+        assert f.get_tensor("net.decoder_a.0.body.0.weight").dtype == torch.float16
+    loaded, _ = load_avatar(path)
+    assert loaded.textures.dtype == torch.float32
+    assert (loaded.textures - model.textures).abs().max() <= 0.5 / 255 + 1e-6
+    with torch.no_grad():
+        model.textures[0, 0, 0, 0] = 1.5
+    with pytest.raises(CheckpointError, match="textures: values outside"):
+        save_avatar(tmp_path / "bad.safetensors", model, cfg, half=True)

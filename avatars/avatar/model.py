@@ -175,12 +175,12 @@ def mip_levels(textures: torch.Tensor, smallest: int = 8) -> list[torch.Tensor]:
     return levels
 
 
-def texel_footprint(uv: torch.Tensor, fg: torch.Tensor, texture_size: int) -> float:
-    """Median texels per output pixel of one part's uv (B, 2, H, W) over foreground pixels (B, H, W)."""
+def texel_footprint(uv: torch.Tensor, texture_size: int) -> float:
+    """Median texels per output pixel of the uv (B, 2, H, W) of each pixel's likeliest part (NaN off the body)."""
     du = (uv[..., :, 1:] - uv[..., :, :-1]).abs().amax(1)[..., :-1, :]
     dv = (uv[..., 1:, :] - uv[..., :-1, :]).abs().amax(1)[..., :, :-1]
-    d = torch.maximum(du, dv)[fg[..., :-1, :-1]][::7]   # a sample is enough for a median
-    d = d[d < 0.25]                     # a jump across the texture (a seam, another part) is no footprint
+    d = torch.maximum(du, dv).flatten()[::7]   # a sample is enough for a median
+    d = d[d < 0.25]                     # off the body (NaN), a jump across the texture (a seam, another part): no footprint
     return float(d.median()) * texture_size if d.numel() else 1.0
 
 
@@ -245,11 +245,11 @@ class TexturedAvatar(nn.Module):
         """Run time: the ``render_parts`` likeliest parts per pixel, renormalised, sampled from the atlas
         at the mip level of the person's on-screen size; the same as ``forward`` where at most two
         parts overlap (tests), and only inside the box where the mask can reach ``MIN_MASK``."""
-        low, coords = self.net(bones)
-        low, uv = low.float(), coords.float().sigmoid()                           # at the crop: (B, n+1 | 2n, s, s)
+        low, coords = self.net(bones)                                             # at the crop: (B, n+1 | 2n, s, s)
+        low = low.float()
         b, n, s = low.shape[0], self.num_parts, low.shape[-1]
         rgb, mask = low.new_zeros(b, 3, size, size), low.new_zeros(b, 1, size, size)
-        best, k_low = low[:, :n].max(1)                # max(): argmax is 30x slower on channels
+        best = low[:, :n].amax(1)                      # amax(): max() with indices is ~40x slower on channels
         # P(body) <= n exp(best - background): a superset of the pixels whose mask reaches MIN_MASK / 4
         box = _box(best - low[:, n] >= np.log(MIN_MASK / 4 / n), s, size)
         if box is None:
@@ -266,12 +266,13 @@ class TexturedAvatar(nn.Module):
         if not len(on):
             return AvatarOutput(rgb, mask, torch.logit(mask, 1e-6))
         bi, yy, xx = on // (h * w), on // w % h, on % w
-        top, k = _top2(logits.permute(0, 2, 3, 1).reshape(-1, n + 1)[on, :n])     # (N, 2)
+        top, k = _top2(logits.transpose(0, 1).reshape(n + 1, -1)[:n, on].T)      # (N, 2)
         wk = (top - lse.flatten()[on, None]).exp()
-        uvk = _resize_picked(uv, k, bi, [t[yy] for t in taps_y], [t[xx] for t in taps_x])  # (N, 2, 2)
+        uvk = _resize_picked(coords, k, bi, [t[yy] for t in taps_y], [t[xx] for t in taps_x])  # (N, 2, 2)
         levels = self.atlas()
-        uv_low = uv.view(b, n, 2, s, s).gather(1, k_low[:, None, None].expand(-1, -1, 2, -1, -1))[:, 0]
-        footprint = texel_footprint(uv_low, best > low[:, n], self.textures.shape[-1]) * s / size
+        top_uv = rgb.new_full((b * h * w, 2), float("nan"))                       # the likeliest part's uv
+        top_uv[on] = uvk[:, 0]
+        footprint = texel_footprint(top_uv.view(b, h, w, 2).permute(0, 3, 1, 2), self.textures.shape[-1])
         level = min(max(int(np.floor(np.log2(max(footprint, 1.0)))), 0), len(levels) - 1)
         atlas, t = levels[level], self.textures.shape[-1] >> level
         tiles_y, tiles_x = atlas.shape[-2] // t, atlas.shape[-1] // t
@@ -307,17 +308,21 @@ def _resize_matrix(taps, like: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return m.to(like), a, b
 
 
-def _resize_picked(uv: torch.Tensor, k: torch.Tensor, bi: torch.Tensor, rows, cols) -> torch.Tensor:
-    """Bilinear resize of uv (B, 2n, s, s) at N output pixels, only for their parts ``k`` (N, K):
-    (N, K, 2). ``bi`` (N,) is each pixel's batch item, ``rows``/``cols`` its taps (i0, i1, w1)."""
-    b, c, s, _ = uv.shape
-    chan = (bi[:, None, None] * c + 2 * k[:, :, None] + torch.arange(2, device=k.device)) * (s * s)  # (N, K, 2)
-    flat = uv.reshape(-1)
-    out = 0
-    for i, wy in ((rows[0], 1 - rows[2]), (rows[1], rows[2])):
-        for j, wx in ((cols[0], 1 - cols[2]), (cols[1], cols[2])):
-            out = out + flat[chan + (i * s + j)[:, None, None]] * (wy * wx).to(uv)[:, None, None]
-    return out
+def _resize_picked(coords: torch.Tensor, k: torch.Tensor, bi: torch.Tensor, rows, cols) -> torch.Tensor:
+    """Bilinear resize of uv = sigmoid(coords) (coords: the generator's raw (B, 2n, s, s)) at N output
+    pixels, only for their parts ``k`` (N, K): (N, K, 2). ``bi`` (N,) is each pixel's batch item,
+    ``rows``/``cols`` its taps (i0, i1, w1). Reads the taps straight from the maps' storage in
+    either layout (channels-first, or the fast path's channels-last) and takes the sigmoid of the
+    taps only."""
+    if not (coords.is_contiguous() or coords.is_contiguous(memory_format=torch.channels_last)):
+        coords = coords.contiguous()
+    sb, sc, sy, sx = coords.stride()
+    flat = coords.as_strided((coords.numel(),), (1,), coords.storage_offset())
+    chan = (2 * k[:, :, None] + torch.arange(2, device=k.device)) * sc + (bi * sb)[:, None, None]  # (N, K, 2)
+    (i0, i1, wy), (j0, j1, wx) = rows, cols
+    taps = torch.stack([i0 * sy + j0 * sx, i0 * sy + j1 * sx, i1 * sy + j0 * sx, i1 * sy + j1 * sx])  # (4, N)
+    weights = torch.stack([(1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx]).float()
+    return (flat[chan + taps[..., None, None]].float().sigmoid() * weights[..., None, None]).sum(0)
 
 
 def _box(on: torch.Tensor, s: int, size: int) -> tuple[int, int, int, int] | None:
@@ -386,10 +391,12 @@ class AvatarConfig:
 def save_avatar(path: str | Path, model: Avatar, cfg: AvatarConfig, info: dict[str, Any] | None = None,
                 half: bool = False, optimizer: torch.optim.Optimizer | None = None,
                 run: dict[str, Any] | None = None) -> Path:
-    """Write an avatar in the project's checkpoint format (``avatars.core.checkpoint``)."""
+    """Write an avatar in the project's checkpoint format (``avatars.core.checkpoint``); ``half``
+    (shipping) stores the network in fp16 and a textured avatar's textures in 8 bits."""
     shape = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "kind"}
+    eight_bit = ("textures",) if half and cfg.kind == "textured" else ()
     return save_checkpoint(path, model.state_dict(), {"kind": cfg.kind, "model": shape, **(info or {})},
-                           optimizer, run, half)
+                           optimizer, run, half, eight_bit)
 
 
 def read_avatar_meta(path: str | Path) -> dict[str, Any]:
@@ -490,5 +497,5 @@ class AvatarRenderer:
             colour, mask = out.colour()[0].permute(1, 2, 0), out.mask[0, 0]
         rgb = crop.paste((colour.numpy() * 255 + 0.5).astype(np.uint8), h, w)
         mask = crop.paste(mask.numpy().astype(np.float32), h, w)
-        rgb[mask < MIN_MASK] = 0    # the paste's bilinear edge must not bring colour back there
+        rgb *= (mask >= MIN_MASK)[..., None]    # the paste's bilinear edge must not bring colour back there
         return RenderedAvatar(rgb, mask)

@@ -44,15 +44,16 @@ from tqdm import tqdm
 
 from avatars.avatar.crop import CropConfig
 from avatars.avatar.data import AvatarBatch, AvatarDataset, default_split, scale_keypoints
-from avatars.avatar.init import (accumulate_texels, class_weights, mean_textures, part_uv, pretrain_loss,
-                                 skeleton_labels, surface_targets)
+from avatars.avatar.init import (accumulate_texels, class_weights, mean_textures, one_hot_parts, part_uv,
+                                 pretrain_loss, skeleton_labels, surface_targets)
 from avatars.avatar.model import (Avatar, AvatarConfig, GeneratorConfig, TexturedAvatar, load_avatar,
                                   read_avatar_meta, save_avatar)
 from avatars.avatar.parts import PartTally, part_colours, save_part_curves
 from avatars.core.precision import use_bf16
 from avatars.core.weights import resolve_weights
 from avatars.core.checkpoint import describe_data, load_optimizer_state, read_run
-from avatars.core.training_loop import TrainingLog, mean_losses, save_grid, save_loss_curve, train_steps
+from avatars.core.training_loop import (TrainingLog, cosine, mean_losses, run_progress, save_grid, save_loss_curve,
+                                        train_steps)
 from avatars.core.vgg import Tap, VGG19Features, WeightSource
 
 PAPER_TAPS: tuple[Tap, ...] = (1, 6, 11, 20, 29)
@@ -92,6 +93,8 @@ class AvatarTrainConfig:
     batch_size: int = 4
     lr: float = 5e-4
     texture_lr: float = 5e-3
+    lr_final: float | None = None        # the network's lr decays (cosine) to this over the run, the
+    #                                      textures' by the same factor; None: constant
     perceptual_weight: float = 1.0
     perceptual_size: int | None = 128    # the perceptual loss at this size (area-resized); None: the dataset's
     mask_weight: float = 1.0
@@ -134,11 +137,12 @@ class TrainResult:
 
 
 def _targets(b: AvatarBatch, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Part labels and uv at ``size``: exact (mannequin) or derived from the skeleton."""
+    """Part probabilities (B, n+1, S, S) and uv at ``size``: exact (mannequin) or derived from the skeleton."""
     if b.part is not None:
         return surface_targets(b.part, b.uv, size)
     mask = F.interpolate(b.mask[:, None], size=(size, size), mode="area")[:, 0] if b.mask.shape[-1] != size else b.mask
-    return skeleton_labels(scale_keypoints(b.keypoints, b.mask.shape[-1], size), mask)
+    labels, uv = skeleton_labels(scale_keypoints(b.keypoints, b.mask.shape[-1], size), mask)
+    return one_hot_parts(labels), uv
 
 
 def _class_weights(data: AvatarDataset, crop: int, rng: np.random.Generator, device: torch.device) -> torch.Tensor:
@@ -154,9 +158,9 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
     what = "exact part/UV maps" if data.has_surface else "skeleton labels"
     for _ in tqdm(range(cfg.pretrain_steps), desc=f"pretrain ({what})", unit="step", disable=not progress):
         b = data.batch(rng.integers(0, len(data), cfg.batch_size), device, crop)
-        labels, uv = _targets(b, crop)
+        probs, uv = _targets(b, crop)
         logits, coords = model.predict(b.bones)
-        terms = pretrain_loss(logits, coords, labels, uv, weight)
+        terms = pretrain_loss(logits, coords, probs, uv, weight)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
@@ -166,7 +170,7 @@ def _pretrain(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainConfig
 
 class _Anchor:
     """The auxiliary targets of a transfer run: a frozen copy of the generator it started from gives each
-    pixel of the person's mask its likeliest part and that part's uv; outside the mask, background.
+    pixel of the person's mask its likeliest part (one-hot) and that part's uv; outside the mask, background.
     Class-balanced like the pre-training, so that a thin part (a forearm, a hand) weighs as much as the torso."""
 
     def __init__(self, net: nn.Module, data: AvatarDataset, crop: int, rng: np.random.Generator, device: torch.device):
@@ -181,7 +185,7 @@ class _Anchor:
         mask = b.mask if b.mask.shape[-1] == self.crop else F.interpolate(b.mask[:, None], size=(self.crop,) * 2,
                                                                          mode="area")[:, 0]
         k = logits[:, :n].argmax(1)
-        return torch.where(mask >= 0.5, k, n), part_uv(coords.float().sigmoid(), k)
+        return one_hot_parts(torch.where(mask >= 0.5, k, n), n), part_uv(coords.float().sigmoid(), k)
 
 
 def _start_from(model: Avatar, acfg: AvatarConfig, path: str) -> None:
@@ -223,7 +227,7 @@ def _init_textures(model: TexturedAvatar, data: AvatarDataset, cfg: AvatarTrainC
             logits, uv = model.predict(b.bones, data.size)
             parts = logits.softmax(1)
             accumulate_texels(parts, uv, b.rgb, b.mask, sums, counts)
-            tally.add(parts, uv, b.mask >= 0.5, _targets(b, data.size)[0])
+            tally.add(parts, uv, b.mask >= 0.5, _targets(b, data.size)[0].argmax(1))
         model.textures.copy_(mean_textures(sums, counts, prior=cfg.texel_prior))
     return tally
 
@@ -333,6 +337,9 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
             save_loss_curve(curve, log.history)
 
     def losses() -> dict[str, torch.Tensor]:
+        decay = cosine(1.0, cfg.lr_final and cfg.lr_final / cfg.lr, run_progress(cfg, log.step, log.seconds))
+        for group, lr in zip(optimizer.param_groups, (cfg.lr, cfg.texture_lr)):
+            group["lr"] = lr * decay
         b = data.batch(rng.integers(0, len(data), cfg.batch_size), device, crop.size)
         if not textured:
             return _loss(model(b.bones, data.size), b, cfg, perceptual)

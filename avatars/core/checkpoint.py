@@ -44,11 +44,13 @@ def optim_path(path: Path) -> Path:
 
 def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], record: dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None, run: dict[str, Any] | None = None,
-                    half: bool = False) -> Path:
+                    half: bool = False, eight_bit: tuple[str, ...] = ()) -> Path:
     """Write tensors + record (header and side-car JSON), atomically; + resume state if given.
 
     ``record`` must hold ``kind``; ``run`` (the config with local paths) goes only to the resume
-    file; ``half`` stores fp16 (shipping: half the size; loading casts back to fp32).
+    file; ``half`` stores fp16 (shipping: half the size; loading casts back to fp32); the tensors
+    named in ``eight_bit`` hold values in [0, 1] (images: textures) and are stored as uint8
+    levels of 1/255, what an 8-bit image can show anyway (a quarter of fp32).
     """
     if record.get("kind") not in KINDS:
         raise CheckpointError(f"record kind {record.get('kind')!r} unknown (known: {', '.join(KINDS)})")
@@ -57,6 +59,11 @@ def save_checkpoint(path: str | Path, state: dict[str, torch.Tensor], record: di
     text = json.dumps({"format": FORMAT, **record}, indent=1)
     dtype = torch.float16 if half else None
     tensors = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in state.items()}
+    for k in eight_bit:
+        v = state[k].detach().float()
+        if v.min() < 0 or v.max() > 1:
+            raise CheckpointError(f"{k}: values outside [0, 1] cannot be stored in 8 bits")
+        tensors[k] = (v * 255).round().to(torch.uint8).contiguous().cpu()
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, tmp, metadata={"record": text})
     tmp.replace(path)  # atomic: an interrupted save never leaves a torn checkpoint
@@ -91,8 +98,11 @@ def read_record(path: str | Path, family: str | None = None) -> dict[str, Any]:
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint, as fp32 where they were stored in half precision."""
-    return {k: v.float() if v.dtype == torch.float16 else v for k, v in load_file(str(path), device="cpu").items()}
+    """The tensors of a checkpoint, as fp32 where they were stored in half precision or in 8 bits
+    (uint8: levels of 1/255, ``save_checkpoint``'s ``eight_bit``)."""
+    def fp32(v: torch.Tensor) -> torch.Tensor:
+        return v.float() / 255 if v.dtype == torch.uint8 else v.float() if v.dtype == torch.float16 else v
+    return {k: fp32(v) for k, v in load_file(str(path), device="cpu").items()}
 
 
 def read_run(path: str | Path) -> dict[str, Any] | None:

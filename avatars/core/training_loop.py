@@ -7,6 +7,8 @@
 * ``train_steps``: optimizer steps until the step count or the time limit is reached, with a
   progress bar, calling back to write samples and checkpoints every so many steps.
   ``seconds`` counts only the steps themselves (batch, forward, backward, update).
+* ``run_progress`` / ``cosine``: how far a run is towards whichever limit ends it, and the
+  learning rate of a cosine decay at that point.
 * ``save_loss_curve``: the history as a PNG (log scale, one line per term).
 * ``image_grid`` / ``save_png`` / ``save_grid``: rows of image batches as one uint8 picture
   (sample grids, texture atlases, evaluation grids), with an optional black border drawn as
@@ -14,6 +16,7 @@
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
@@ -62,6 +65,19 @@ class LoopConfig(Protocol):
     time_limit_s: float | None   # or once the training seconds reach this
     sample_every: int
     checkpoint_every: int
+
+
+def run_progress(cfg: LoopConfig, step: int, seconds: float) -> float:
+    """How far a run is, in [0, 1], towards whichever limit (steps or training time) ends it first."""
+    return min(1.0, max(step / cfg.steps, seconds / cfg.time_limit_s if cfg.time_limit_s else 0.0))
+
+
+def cosine(start: float, end: float | None, progress: float) -> float:
+    """A value decaying from ``start`` to ``end`` along a half cosine as ``progress`` goes 0 -> 1;
+    ``start`` throughout for ``end`` None (a constant learning rate)."""
+    if end is None:
+        return start
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def train_steps(log: TrainingLog, cfg: LoopConfig, losses: Callable[[], Mapping[str, torch.Tensor]],

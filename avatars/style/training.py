@@ -10,7 +10,6 @@ loss curve are written as PNGs next to the checkpoint so progress can be watched
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from avatars.core.checkpoint import describe_data, load_optimizer_state, read_ru
 from avatars.style.checkpoint import build_model, load_stylizer, read_style_record, save_stylizer
 from avatars.style.stylenet import StyleNetConfig
 from avatars.style.texturenet import TextureNetConfig
-from avatars.core.training_loop import TrainingLog, save_grid, save_loss_curve, train_steps
+from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -76,12 +75,8 @@ class StyleTrainConfig:
             raise ValueError("lr_final must be in [0, lr]")
 
     def lr_at(self, step: int, seconds: float) -> float:
-        """The learning rate at this point of the run: cosine from ``lr`` to ``lr_final``, the run's progress
-        being that towards whichever limit (steps or training time) ends it first."""
-        if self.lr_final is None:
-            return self.lr
-        progress = min(1.0, max(step / self.steps, seconds / self.time_limit_s if self.time_limit_s else 0.0))
-        return self.lr_final + (self.lr - self.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+        """The learning rate at this point of the run: cosine from ``lr`` to ``lr_final``."""
+        return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
 
 
 @dataclass
