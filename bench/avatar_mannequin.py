@@ -2,8 +2,8 @@
 baseline, the paper's comparisons (held-out motion, novel views), and the shipped avatar.
 
     python -m launch bench avatar_mannequin data  [--root runs/avatar/mannequin]
-    python -m launch bench avatar_mannequin train --kind textured --steps 300          # the shipped avatar
-    python -m launch bench avatar_mannequin train --kind direct   --steps 300          # step-matched
+    python -m launch bench avatar_mannequin train --kind textured --steps 900          # the shipped avatar
+    python -m launch bench avatar_mannequin train --kind direct   --steps 900          # step-matched
     python -m launch bench avatar_mannequin snapshot --kind direct --out direct_time   # then time-matched:
     python -m launch bench avatar_mannequin train --kind direct --out direct_time --steps 100000 --minutes M
     python -m launch bench avatar_mannequin eval --models textured,direct,direct_time
@@ -13,9 +13,10 @@ baseline, the paper's comparisons (held-out motion, novel views), and the shippe
 
 Data: 256 px person crops (rendered at 512 px and area-downsampled) with the exact part and UV
 maps; the models' generator works at 128 px and the textures (256x256 per part) are sampled at
-256 px. Recipe (``RECIPE``): the textured avatar pre-trains on the exact maps, textures start as
-the mean of the mapped pixels, then perceptual loss (VGG-19 at 128 px) + pixel L1 (256 px) +
-mask BCE; the direct baseline has the same generator, losses and protocol.
+256 px. Recipe (``RECIPE``): the textured avatar pre-trains on the exact maps (area-resampled to
+its 128 px crop), textures start as the mean of the mapped pixels, then perceptual loss (VGG-19
+at 128 px) + pixel L1 (256 px) + mask BCE, learning rates cosine-decayed to a tenth; the direct
+baseline has the same generator, losses, schedule and protocol.
 
 Protocols (``--protocol``; each has its own default root):
 
