@@ -210,6 +210,8 @@ def test_learning_rates_decay_along_a_cosine_to_lr_final(dataset, tmp_path):
         groups = __import__("json").loads(f.metadata()["param_groups"])
     factor = (2e-4 + (cfg.lr - 2e-4) * 0.5 * (1 + np.cos(0.75 * np.pi))) / cfg.lr
     assert groups[0]["lr"] == pytest.approx(cfg.lr * factor) and groups[1]["lr"] == pytest.approx(1e-3 * factor)
+    with pytest.raises(ValueError, match="lr_final"):
+        AvatarTrainConfig(dataset, lr=1e-4, lr_final=1e-3)
 
 
 def test_scores_at_a_dataset_resolution_other_than_the_crop(dataset, tmp_path):

@@ -126,6 +126,8 @@ class AvatarTrainConfig:
         self.vgg_taps = tuple(self.vgg_taps)
         if self.kind not in ("textured", "direct"):
             raise ValueError(f"unknown avatar kind {self.kind!r} (textured | direct)")
+        if self.lr_final is not None and not 0 <= self.lr_final <= self.lr:
+            raise ValueError(f"lr_final {self.lr_final} must be in [0, lr = {self.lr}]")
 
 
 @dataclass(frozen=True)
@@ -337,7 +339,8 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
             save_loss_curve(curve, log.history)
 
     def losses() -> dict[str, torch.Tensor]:
-        decay = cosine(1.0, cfg.lr_final and cfg.lr_final / cfg.lr, run_progress(cfg, log.step, log.seconds))
+        final = None if cfg.lr_final is None else cfg.lr_final / cfg.lr
+        decay = cosine(1.0, final, run_progress(cfg, log.step, log.seconds))
         for group, lr in zip(optimizer.param_groups, (cfg.lr, cfg.texture_lr)):
             group["lr"] = lr * decay
         b = data.batch(rng.integers(0, len(data), cfg.batch_size), device, crop.size)
