@@ -11,6 +11,7 @@ from launch.command import Exit, Refused, exit_table, refusing
 from launch.shipped import graph_file, shipped_graphs
 from stream.graph import GraphError, GraphSpec, load_graph, parse_overrides
 from stream.logs import configure_logging
+from stream.preflight import check_graph
 
 log = logging.getLogger("launch")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -18,8 +19,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def _load(args: argparse.Namespace) -> tuple[GraphSpec, dict]:
     with refusing(GraphError, ValueError):
-        overrides = parse_overrides(args.set or [])
-        return load_graph(graph_file(args.graph), overrides), overrides
+        path = graph_file(args.graph)
+        overrides = parse_overrides(args.set or [], path)
+        return load_graph(path, overrides), overrides
 
 
 def _outputs(graph: GraphSpec, host: str) -> list[tuple[str, str]]:
@@ -46,6 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     graph, _ = _load(args)
+    if problems := check_graph(graph, args.host):  # what `run` would refuse: files and models named
+        raise Refused(str(GraphError(graph.path, problems)))
     print(f"{graph.path}: ok ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
     for e in graph.edges:
         print(f"  {e}  [{e.policy}, depth {e.depth}]")
@@ -111,7 +115,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     run.add_argument("--host", default="local", help="with a multi-host graph: run the nodes placed on this host")
     run.add_argument("--quiet", action="store_true", help="no status line or progress bar")
     run.set_defaults(func=cmd_run)
-    graph_command("validate", "check a graph file and print its edges").set_defaults(func=cmd_validate)
+    validate = graph_command("validate", "check a graph file (and the files and models it names) and print its edges")
+    validate.add_argument("--host", help="with a multi-host graph: check the files of this host's nodes only "
+                                         "(default: every node's)")
+    validate.set_defaults(func=cmd_validate)
     sub.add_parser("graphs", help="list the shipped graphs (run them by name)").set_defaults(func=cmd_graphs)
     sub.add_parser("nodes", help="list node kinds with their ports and parameters").set_defaults(func=cmd_nodes)
     keys = sub.add_parser("keys", help="make CurveZMQ key pairs for the hosts of a graph")

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import graphlib
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -135,16 +137,63 @@ class GraphSpec:
         return [n for n in self.nodes if not any(e.dst == n for e in self.edges)]
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """['node.param=value', ...] -> {node: {param: value}}; values are YAML scalars (3, 0.5, true, text)."""
+def parse_overrides(pairs: list[str], path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """['node.param=value', ...] -> {node: {param: value}}.
+
+    A value reaches a string parameter exactly as typed (``take #2.mp4``, ``a: b``); any other
+    parameter reads it as YAML (3, 0.5, true, [1, 2], null). ``node.param:=value`` reads YAML
+    whatever the type (e.g. ``null`` for a parameter that is a string or None). The graph file at
+    `path` says each node's kind, hence the type of each parameter.
+    """
+    kinds = _node_kinds(path)
     out: dict[str, dict[str, Any]] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
-        node, dot, name = key.partition(".")
+        as_yaml = key.endswith(":")
+        node, dot, name = key.removesuffix(":").partition(".")
         if not eq or not dot or not node or not name:
-            raise ValueError(f"--set {pair!r}: expected NODE.PARAM=VALUE")
-        out.setdefault(node, {})[name] = yaml.safe_load(value) if value else ""
+            raise ValueError(f"--set {pair!r}: expected NODE.PARAM=VALUE (or NODE.PARAM:=YAML)")
+        if not as_yaml and (not value or _takes_text(_override_hint(node, name, kinds))):
+            out.setdefault(node, {})[name] = value
+            continue
+        try:
+            out.setdefault(node, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {pair!r}: not a YAML value ({exc})") from None
     return out
+
+
+def _node_kinds(path: str | Path | None) -> dict[str, str]:
+    """Node name -> kind in a graph file, as far as it can be read (load_graph reports its problems)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else None
+    except (OSError, yaml.YAMLError):
+        return {}
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    return {n["name"]: n["kind"] for n in nodes or [] if isinstance(n, dict)
+            and isinstance(n.get("name"), str) and isinstance(n.get("kind"), str)}
+
+
+def _override_hint(node: str, name: str, kinds: dict[str, str]) -> Any:
+    """The declared type of what `--set node.name` sets (None where unknown)."""
+    if node == "security":
+        return str
+    if node == "hosts":
+        return typing.get_type_hints(HostSpec).get(name.partition(".")[2])
+    try:
+        return typing.get_type_hints(load_kind(kinds[node]).Params).get(name)
+    except KeyError:
+        return None
+
+
+def _takes_text(hint: Any) -> bool:
+    """Whether a parameter of this type takes a string: str, a union with str, a choice of strings."""
+    args = typing.get_args(hint)
+    if hint is str:
+        return True
+    if typing.get_origin(hint) is Literal:
+        return all(isinstance(a, str) for a in args)
+    return typing.get_origin(hint) in (typing.Union, types.UnionType) and any(map(_takes_text, args))
 
 
 def load_graph(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> GraphSpec:

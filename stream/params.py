@@ -103,8 +103,16 @@ def describe_params(cls: type) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def param(default: Any = dataclasses.MISSING, doc: str = "", **kw: Any) -> Any:
-    """A dataclass field with a doc string shown by `launch nodes`."""
+#: What a string parameter names on disk, so that `run` and `validate` can check it before any node
+#: starts (stream.preflight): a file or URL read, a folder read, a file written, a numbered pattern written.
+FileRole = Literal["input", "folder", "output", "pattern"]
+
+
+def param(default: Any = dataclasses.MISSING, doc: str = "", *, file: FileRole | None = None,
+          weights: str | None = None, **kw: Any) -> Any:
+    """A dataclass field with a doc string shown by `launch nodes`; `file` says what the value names on
+    disk, `weights` the family ("style", "avatar") of the shipped name or checkpoint it names."""
+    metadata = {"doc": doc, "file": file, "weights": weights}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc}, **kw)
-    return dataclasses.field(default=default, metadata={"doc": doc}, **kw)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)

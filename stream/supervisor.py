@@ -46,8 +46,9 @@ from typing import Any
 import msgpack
 import zmq
 
-from stream.graph import LOCAL_HOST, GraphSpec
+from stream.graph import LOCAL_HOST, GraphError, GraphSpec
 from stream.node import Sink
+from stream.preflight import check_graph
 from stream.runner import EXIT_FATAL, HEARTBEAT_S, ProcessConfig
 from stream.security import missing_keys
 from stream.shm import ShmReader, shm_root
@@ -170,6 +171,8 @@ class Supervisor:
         self.handles = _groups(graph, self.host)
         if not self.handles:
             raise ValueError(f"no node of {graph.path} runs on host {host!r}")
+        if problems := check_graph(graph, self.host):  # before any process starts: nothing written yet
+            raise GraphError(graph.path, problems)
         self.wires = plan_wires(graph, Path("."))  # only the kinds of edge matter here, not the folders
         peers = {w.server_host if w.client_host == self.host else w.client_host for w in self.wires.values()
                  if w.transport == "tcp" and self.host in (w.client_host, w.server_host)}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clips import mannequin_clip
+from clips import mannequin_clip, mannequin_frames
 from launch.cli import main
 from launch.command import Exit
-from stream.media import probe
+from stream.media import probe, write_video
 
 CONSOLE_SCRIPT = Path(sys.executable).with_name("neural-stream")
 
@@ -53,10 +53,18 @@ def test_exit_codes_ok_failed_refused(tmp_path):
                "--set", "sink.preset=ultrafast", cwd=tmp_path)
     assert r.returncode == Exit.OK, r.stderr
     assert probe(str(out))["frames"] == 6 and r.stdout.splitlines()[-1] == f"sink: wrote {out}"
-    # the work starts and cannot finish: a node fails
-    r = launch("run", "rerender", "--quiet", "--set", f"source.path={tmp_path / 'nope.mp4'}",
+    # the work starts and cannot finish: the input ends before the length its index declares
+    cut = tmp_path / "cut.mp4"
+    write_video(cut, (np.ascontiguousarray(f.rgb) for f in mannequin_frames(30, size=64)), options={"movflags": "faststart"})
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 2 // 3])
+    r = launch("run", "rerender", "--quiet", "--set", f"source.path={cut}",
                "--set", f"sink.path={tmp_path / 'never.mp4'}", cwd=tmp_path)
     assert r.returncode == Exit.FAILED and not (tmp_path / "never.mp4").exists() and "wrote" not in r.stdout
+    # refused before any work: a missing input (no node process started, nothing written)
+    r = launch("run", "rerender", "--quiet", "--set", f"source.path={tmp_path / 'nope.mp4'}",
+               "--set", f"sink.path={tmp_path / 'refused.mp4'}", cwd=tmp_path)
+    assert r.returncode == Exit.REFUSED and f"source' (video) path: {tmp_path / 'nope.mp4'}: no such file" in r.stderr
+    assert not list(tmp_path.glob("refused.mp4*"))
     # refused before any work: an unknown graph name, an invalid --set, a malformed command line
     r = launch("run", "no_such_graph", cwd=tmp_path)
     assert r.returncode == Exit.REFUSED

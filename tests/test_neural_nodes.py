@@ -66,7 +66,9 @@ def test_missing_style_model_is_a_clear_fatal_error(tmp_path):
           - {name: sink, kind: discard}
         edges: [source.out -> style.in, style.out -> sink.in]
     """)
-    assert code == 1 and "cannot load style model: no style checkpoint 'no_such_style'" in err and "mannequin_avatar" not in err
+    # refused before any node starts, by what the parameter names (not after the source has sent frames)
+    assert code == 2 and "node 'style' (stylize) model: no style checkpoint 'no_such_style'" in err
+    assert "mannequin_avatar" not in err and report == {}
 
 
 @needs_shipped

@@ -19,7 +19,7 @@ class AvatarNode(Node):
 
     @dataclass
     class Params:
-        model: str = param("mannequin_avatar", "checkpoint file, or the name of a shipped avatar")
+        model: str = param("mannequin_avatar", "checkpoint file, or the name of a shipped avatar", weights="avatar")
         width: int = param(0, "output width; 0 = the keypoints' frame width")
         height: int = param(0, "output height; 0 = the keypoints' frame height")
         fast: bool = param(True, "channels-last, + bf16 autocast where native (error against fp32 in docs/avatar.md)")

@@ -32,7 +32,7 @@ class Compositor(Node):
     class Params:
         background: Literal["color", "image", "blur", "stream"] = param("color", "what goes behind the foreground")
         color: list[int] = param([0, 177, 64], "background colour (RGB), also the letterbox bars")
-        image: str = param("", "background picture file (background: image)")
+        image: str = param("", "background picture file (background: image)", file="input")
         blur: float = param(21.0, "Gaussian sigma in pixels at 720p, scaled with the frame (background: blur)")
         fit: Fit = param("cover", "how a background of another size is fitted: resize | letterbox | cover")
         overlay: bool = param(False, "draw output fps and end-to-end latency in the corner")

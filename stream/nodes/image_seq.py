@@ -20,7 +20,7 @@ class ImageSequenceSink(Sink):
 
     @dataclass
     class Params:
-        path: str = param(doc="file pattern with a frame-number field, e.g. out/frames/%06d.png")
+        path: str = param(doc="file pattern with a frame-number field, e.g. out/frames/%06d.png", file="pattern")
         quality: int = param(95, "JPEG/WebP quality 1..100")
 
         def __post_init__(self) -> None:

@@ -31,7 +31,7 @@ class ImageFolderSource(Source):
 
     @dataclass
     class Params:
-        path: str = param(doc="folder of images")
+        path: str = param(doc="folder of images", file="folder")
         fps: float = param(30.0, "frame rate the images are given (pts spacing, pacing when realtime)")
         loop: bool = param(False, "start again after the last image")
         realtime: bool = param(False, "pace frames at fps")

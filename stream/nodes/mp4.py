@@ -40,7 +40,7 @@ class Mp4Sink(Sink):
 
     @dataclass
     class Params:
-        path: str = param(doc="output file (.mp4, .mkv or .mov)")
+        path: str = param(doc="output file (.mp4, .mkv or .mov)", file="output")
         fps: float | None = param(None, "frame rate; None: the source's (meta['fps']), else 30")
         codec: str = param("libx264", "FFmpeg video encoder (libx264, h264_nvenc, libx265...) or 'auto' (NVENC if present)")
         crf: int = param(20, "constant rate factor (quality; lower is better); ignored when bitrate is set")

@@ -26,7 +26,7 @@ class StylizeNode(Node):
 
     @dataclass
     class Params:
-        model: str = param("starry_night", "checkpoint file, or the name of a shipped style")
+        model: str = param("starry_night", "checkpoint file, or the name of a shipped style", weights="style")
         bf16: bool | None = param(None, "bf16 autocast; null = where native (GPU, AVX-512-BF16/AMX CPU), else fp32")
         channels_last: bool = param(True, "channels-last activations")
         compile: bool = param(False, "torch.compile the network (each new frame size compiles: minutes on a CPU)")

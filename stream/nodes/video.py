@@ -31,7 +31,7 @@ class VideoSource(Source):
 
     @dataclass
     class Params:
-        path: str = param(doc="video file, or URL (rtsp://, http(s)://, udp://, tcp://)")
+        path: str = param(doc="video file, or URL (rtsp://, http(s)://, udp://, tcp://)", file="input")
         start: float = param(0.0, "first second of the clip to emit")
         end: float | None = param(None, "second where the clip ends (None: to the end)")
         loop: bool = param(False, "start again at `start` after the end (pts keep increasing)")
