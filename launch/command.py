@@ -31,7 +31,8 @@ EXIT_MEANINGS = {
     Exit.FAILED: "the work started and did not finish (a node failed, restarts ran out, a loss the runtime "
                  "could not repair, an input that ended early, an offline job stopped by --for)",
     Exit.REFUSED: "refused before any work: bad command line or bad input (missing file, invalid graph, "
-                  "wrong kind of checkpoint); the message says which",
+                  "wrong kind of checkpoint, unknown model name, an output that is an input or cannot be "
+                  "written); the message says which",
     Exit.INTERRUPTED: "interrupted (Ctrl-C); a lossless job leaves no output that looks complete",
     Exit.TERMINATED: "stopped by SIGTERM before its end; likewise no output that looks complete",
 }
@@ -53,6 +54,14 @@ def refusing(*errors: type[BaseException]) -> Iterator[None]:
         yield
     except errors as exc:
         raise Refused(str(exc)) from exc
+
+
+def refuse_overwrite(inputs: list[str], output: str) -> None:
+    """Refused where writing `output` would destroy one of `inputs` (same file, through any link)."""
+    from stream.preflight import overwrite_problem
+
+    if problem := overwrite_problem(inputs, output):
+        raise Refused(problem)
 
 
 def device_option(spec: str) -> str:

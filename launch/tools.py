@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import argparse
 
-from launch.command import Exit, refusing
+from launch.command import Exit, refuse_overwrite, refusing
 
 
 def cmd_extract_pose(args: argparse.Namespace) -> int:
     from avatars.body.pose import OneEuroConfig, PoseConfig, extract_poses
 
+    refuse_overwrite([args.video], args.output)
     smoothing = None if args.no_smoothing else OneEuroConfig(min_cutoff=args.min_cutoff, beta=args.beta)
     with refusing(FileNotFoundError, ValueError):  # a missing video, or one PyAV cannot read
         stats = extract_poses(args.video, args.output, smoothing=smoothing,

@@ -117,3 +117,11 @@ def test_set_text_that_is_not_yaml_where_yaml_is_needed_is_refused(capsys):
 def test_validate_passes_a_runnable_graph(tmp_path, clip, capsys):
     assert main(["validate", "rerender", "--set", f"source.path={clip}", "--set", f"sink.path={tmp_path / 'o.mp4'}"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith("rerender.yaml: ok (2 nodes, 2 edges)")
+
+
+def test_extract_pose_refuses_to_write_its_poses_over_the_video(tmp_path, clip, capsys):
+    before = digest(clip)
+    link = tmp_path / "poses.npz"
+    link.symlink_to(clip)
+    err = refused(capsys, "extract-pose", str(clip), "-o", str(link))
+    assert f"is the input {clip}" in err and digest(clip) == before

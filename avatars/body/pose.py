@@ -259,11 +259,17 @@ class PoseTrack:
 
 
 def save_poses(path: str | Path, track: PoseTrack) -> None:
-    """Write ``track`` as a compressed npz (plain arrays only, loadable without pickle)."""
-    with open(path, "wb") as f:  # a file object keeps numpy from appending ".npz" to the name
-        np.savez_compressed(f, format=np.array(POSE_FILE_FORMAT), keypoints=track.keypoints, world=track.world,
-                            detected=track.detected, pts=track.pts,
-                            frame_size=np.array(track.frame_size, np.int64), fps=np.array(track.fps, np.float64))
+    """Write ``track`` as a compressed npz (plain arrays only, loadable without pickle), as PATH.part
+    renamed to PATH once complete: a failed write never leaves a file that looks like poses."""
+    partial = Path(f"{path}.part")
+    try:
+        with open(partial, "wb") as f:  # a file object keeps numpy from appending ".npz" to the name
+            np.savez_compressed(f, format=np.array(POSE_FILE_FORMAT), keypoints=track.keypoints, world=track.world,
+                                detected=track.detected, pts=track.pts,
+                                frame_size=np.array(track.frame_size, np.int64), fps=np.array(track.fps, np.float64))
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def load_poses(path: str | Path) -> PoseTrack:
