@@ -273,19 +273,24 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else ckpts[0].with_name(ckpts[0].stem + "_eval")
     set_threads(args.threads)
     r = evaluate_avatars(ckpts, data, out, split=split, batch_size=args.batch_size, grid_frames=args.grid_frames,
-                         fast=args.fast, device=device_option(args.device), progress=not args.quiet)
+                         fast=args.fast, device=device_option(args.device), progress=not args.quiet,
+                         save_frames=args.save_frames)
     frames = next(iter(r.scores.values()))["frames"]
     width = max(len("checkpoint"), *map(len, r.scores))
     print(f"grid      {r.grid}  (rows: ground truth, {', '.join(r.scores)})")
     for name, kind in kinds.items():
         if kind == "textured":
             print(f"textures  {out / f'{name}_textures.png'}  (likeliest parts: {name}_parts.png)")
+    if args.save_frames:
+        print(f"frames    {out / 'frames'}  (NNNN_gt.png and the renders)")
     print(f"scores    {out / 'scores.json'}")
     print(f"{data}, split {split} ({frames} frames){', fast path (bf16)' if args.fast else ''}")
-    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  PSNR      parts used")
+    print(f"{'checkpoint':<{width}}  kind      SSIM    SSIM person  LPIPS   LPIPS person  PSNR      HF ratio  parts used")
     for name, s in r.scores.items():
         parts = f"{s['parts_used']}/{s['parts']}" if "parts" in s else "-"
-        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {s['psnr']:.2f} dB  {parts}")
+        lp, lpp = ("  -   " if v is None else f"{v:.4f}" for v in (s["lpips"], s["lpips_person"]))
+        print(f"{name:<{width}}  {kinds[name]:<8}  {s['ssim']:.4f}  {s['ssim_person']:.4f}       {lp}  {lpp}        "
+              f"{s['psnr']:.2f} dB  {s['hf_ratio']:.3f}     {parts}")
     return 0
 
 
@@ -378,7 +383,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-avatar", help="SSIM/PSNR of avatars on held-out frames, image grid and textures",
         description="Score avatars on a dataset's test split (all its frames where it has none) against the "
-        "ground truth with black background: SSIM over the whole crop and over the person's box, PSNR. Writes "
+        "ground truth with black background: SSIM and LPIPS over the whole crop and over the person's box, PSNR, "
+        "the high-frequency ratio (render / truth, 1 = as detailed as the truth, more = speckle). Writes "
         "grid.png (rows: ground truth, then each checkpoint), the textures of textured avatars, scores.json.")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="avatar checkpoints (.safetensors)")
     p.add_argument("data", metavar="DATA", help="dataset folder (prepare-avatar)")
@@ -387,6 +393,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fast", action="store_true", help="the channels-last + bf16 path instead of fp32")
     p.add_argument("--batch-size", type=_positive_int, default=8, metavar="N", help="(8)")
     p.add_argument("--grid-frames", type=_positive_int, default=6, metavar="N", help="columns of the grid (6)")
+    p.add_argument("--save-frames", action="store_true",
+                   help="also every scored frame: DIR/frames/NNNN_gt.png and NNNN_out.png (RGB, background black)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu, cuda, cuda:N or auto (cpu)")
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -113,19 +113,26 @@ def test_train_avatar_resumes_the_step_count_and_refuses_conflicts(checkpoints, 
 
 def test_eval_avatar_prints_scores_and_writes_grid_and_textures(checkpoints, data, tmp_path):
     a, b = checkpoints["textured"], checkpoints["direct"]
-    code, out, err = run("eval-avatar", a, b, data, "-o", tmp_path / "ev", "--quiet")
+    code, out, err = run("eval-avatar", a, b, data, "-o", tmp_path / "ev", "--quiet", "--save-frames")
     assert code == 0, err
     scores = json.loads((tmp_path / "ev" / "scores.json").read_text())["scores"]
     assert set(scores) == {"tex", "dir"}
+    names = ("ssim", "ssim_person", "lpips", "lpips_person", "psnr", "hf_ratio")
     for name, kind in (("tex", "textured"), ("dir", "direct")):
-        row = re.search(rf"^{name} +{kind} +([0-9.]+) +([0-9.]+) +([0-9.]+) dB +(\S+)$", out, re.M)
+        row = re.search(rf"^{name} +{kind} +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) dB +([0-9.]+) +(\S+)$",
+                        out, re.M)
         assert row, out
-        ssim, ssim_person, psnr = map(float, row.groups()[:3])
+        printed = dict(zip(names, map(float, row.groups()[:6])))
         parts = f"{scores[name]['parts_used']}/{NUM_PARTS}" if kind == "textured" else "-"
-        assert row.group(4) == parts and ("parts" in scores[name]) == (kind == "textured")
-        assert 0 < ssim <= 1 and 5 < psnr < 60
-        assert (ssim, ssim_person, psnr) == pytest.approx(
-            (scores[name]["ssim"], scores[name]["ssim_person"], scores[name]["psnr"]), abs=6e-3)
+        assert row.group(7) == parts and ("parts" in scores[name]) == (kind == "textured")
+        assert 0 < printed["ssim"] <= 1 and 5 < printed["psnr"] < 60 and 0 < printed["lpips"] < 1 and printed["hf_ratio"] >= 0
+        assert printed == pytest.approx({k: scores[name][k] for k in names}, abs=6e-3)
+    # every scored frame as PNG: ground truth and each checkpoint's render, same size, RGB
+    frames = tmp_path / "ev" / "frames"
+    assert sorted(p.name for p in frames.glob("0000_*")) == ["0000_dir.png", "0000_gt.png", "0000_tex.png"]
+    assert len(list(frames.glob("*_gt.png"))) == 16
+    gt, tex = (np.array(Image.open(frames / f"0007_{t}.png")) for t in ("gt", "tex"))
+    assert gt.shape == tex.shape == (CROP, CROP, 3) and gt[0, 0].max() == 0   # background black
     assert "(16 frames)" in out and "split all" in out
     assert out.splitlines()[-3].startswith("checkpoint") and out.splitlines()[-1].startswith("dir ")  # scores last
     grid = np.array(Image.open(tmp_path / "ev" / "grid.png"))

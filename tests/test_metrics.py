@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatars.core.metrics import person_box, psnr, ssim
+from avatars.core.metrics import erode, hf_ratio, laplacian_energy, person_box, psnr, ssim
 
 skimage_metrics = pytest.importorskip("skimage.metrics", reason="scikit-image is a test dependency")
 
@@ -56,3 +56,19 @@ def test_person_box_pads_the_mask_bounding_box():
     assert box[0].sum() == 4 * 5 and box[0, 9, 4] and not box[0, 8, 4]
     assert box[1].all()                                              # empty mask: the whole image
     assert np.array_equal(person_box(mask, pad=0)[0].numpy(), mask[0].numpy() > 0.5)
+
+
+def test_hf_ratio_is_one_for_the_truth_and_large_for_speckle():
+    g = torch.Generator().manual_seed(3)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    cloth = (0.5 + 0.2 * torch.sin(12 * xx) * torch.cos(9 * yy)).expand(2, 3, 64, 64)   # smooth folds
+    speckled = (cloth + 0.08 * torch.randn(2, 3, 64, 64, generator=g)).clamp(0, 1)
+    mask = torch.zeros(2, 64, 64)
+    mask[:, 8:56, 8:56] = 1
+    inside = erode(mask, 3)
+    assert inside.sum() == 2 * 42 * 42          # 3 px off each side of the 48 px square
+    truth = [laplacian_energy(cloth, inside)]
+    assert hf_ratio(truth, truth) == pytest.approx(1.0)
+    assert hf_ratio([laplacian_energy(speckled, inside)], truth) > 4
+    blurred = torch.nn.functional.avg_pool2d(cloth, 3, 1, 1, count_include_pad=False)
+    assert 0.7 < hf_ratio([laplacian_energy(blurred, inside)], truth) < 1.0   # a slight blur loses a little
