@@ -257,3 +257,11 @@ def test_train_avatar_refuses_a_generator_that_loses_a_part(checkpoints, data):
     assert code == Exit.REFUSED and "no pixel of 1 part(s): right_foot" in err
     assert "predicted  expected  texels" in err          # the per-part table comes with it
     assert not (data.parent / "l.safetensors").exists()
+
+
+def test_a_run_bounded_by_minutes_shows_progress_against_its_time_budget(data, tmp_path):
+    code, out, err = run("train-avatar", data, "-o", tmp_path / "t.safetensors", "--minutes", "0.05", *FAST[:-1])
+    assert code == 0, err
+    bar = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("t:")][-1]
+    assert re.search(r"\| 3/3 \[", bar) and "step=" in bar, bar   # 3 s of 3, not steps of 10**9
+    assert "1000000000" not in err

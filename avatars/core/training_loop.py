@@ -88,7 +88,10 @@ def train_steps(log: TrainingLog, cfg: LoopConfig, losses: Callable[[], Mapping[
     ``losses`` makes a batch and returns the loss terms with their sum as ``"total"``;
     ``sample`` and ``checkpoint`` run every ``cfg.sample_every`` / ``cfg.checkpoint_every`` steps.
     """
-    bar = tqdm(total=cfg.steps, initial=log.step, disable=not progress, desc=desc, unit="step")
+    # a time limit draws the bar in training seconds (a step count may be a mere ceiling: NO_STEP_LIMIT)
+    by_time = cfg.time_limit_s is not None
+    bar = tqdm(total=round(cfg.time_limit_s) if by_time else cfg.steps, initial=round(log.seconds) if by_time else log.step,
+               disable=not progress, desc=desc, unit="s" if by_time else "step")
     while log.step < cfg.steps and (cfg.time_limit_s is None or log.seconds < cfg.time_limit_s):
         t0 = time.perf_counter()
         terms = losses()
@@ -98,8 +101,8 @@ def train_steps(log: TrainingLog, cfg: LoopConfig, losses: Callable[[], Mapping[
         log.step += 1
         log.seconds += time.perf_counter() - t0
         log.add(terms)
-        bar.update(1)
-        bar.set_postfix(log.postfix())
+        bar.update(min(round(log.seconds), bar.total) - bar.n if by_time else 1)
+        bar.set_postfix({"step": log.step, **log.postfix()} if by_time else log.postfix())
         if log.step % cfg.sample_every == 0:
             sample()
         if log.step % cfg.checkpoint_every == 0:
