@@ -172,7 +172,7 @@ def _generator_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- train-avatar
 
-TUNABLE = ("batch_size", "lr", "lr_final", "texture_lr", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
+TUNABLE = ("batch_size", "lr", "lr_final", "texture_lr", "texture_eps", "mip_sampling", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
            "pretrain_steps", "crop_size",
            "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
            "threads", "split")
@@ -297,7 +297,9 @@ def cmd_eval_avatar(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- registration
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add this module's commands to the command line."""
+    """Add this module's commands to the command line (and make-avatar, which chains them)."""
+    from launch import make_avatar
+
     p = sub.add_parser(
         "prepare-avatar", help="an avatar training dataset from a video of a person (or the mannequin)",
         description="Frames + MediaPipe pose + person masks of a video, cut to person-centred crops, into a "
@@ -350,6 +352,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr-final", type=float, metavar="LR", help="the generator's learning rate decays (cosine) to "
                    "this by the run's end, the textures' by the same factor (default: constant)")
     t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (5e-3)")
+    t.add_argument("--texture-eps", type=float, metavar="EPS", help="Adam's epsilon for the textures (1e-8)")
+    t.add_argument("--mip-sampling", action=argparse.BooleanOptionalAction, default=None,
+                   help="textured: sample the textures at the mip level of the output's texel footprint in "
+                   "training and scoring, as the renderer does (default off)")
     t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (256)")
     t.add_argument("--crop-size", type=_positive_int, metavar="PX",
                    help="the generator's crop (default: the dataset's, at most 128); outputs are rendered at the dataset's")
@@ -399,3 +405,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=_positive_int, metavar="N", help="torch threads (default: torch's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_eval_avatar)
+    make_avatar.register(sub)

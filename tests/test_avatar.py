@@ -265,6 +265,29 @@ def test_rendering_at_twice_the_crop_keeps_the_textures_high_frequencies():
     assert (small[inner] - 0.5).abs().max() < 0.05
 
 
+def test_mip_sampling_trains_and_scores_the_level_the_output_sees():
+    """With mip_sampling, eq. 6.1 samples the level whose texels are about one output pixel, as the
+    renderer does: the 1-texel checkerboard seen at half its resolution is grey in both, and a gradient
+    reaches the four texels under one level-1 texel alike (none can take a colour of its own)."""
+    s, t = 32, 64
+    model = TexturedAvatar(TINY, texture_size=t, mip_sampling=True).eval()
+    model.net = _FixedMaps(s)
+    board = ((torch.arange(t)[:, None] + torch.arange(t)[None, :]) % 2).float()
+    with torch.no_grad():
+        model.textures.copy_(board.expand(NUM_PARTS, 3, t, t))
+    x = torch.zeros(1, NUM_CHANNELS, s, s)
+    out = model(x)                                           # 2 texels per pixel: level 1
+    inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+    assert (out.rgb[inner] - 0.5).abs().max() < 1e-5
+    with torch.no_grad():
+        torch.testing.assert_close(model.render(x, s).rgb, out.rgb.detach(), atol=1e-5, rtol=0)
+        assert model(x, 2 * s).rgb[inner].std() > 0.45      # at the texture's own resolution: level 0, the board
+    out.rgb[inner].square().sum().backward()
+    g = model.textures.grad[0, 0, 16:48, 16:48]               # inside the mapped area
+    blocks = g.view(16, 2, 16, 2)
+    assert g.abs().sum() > 0 and (blocks - blocks.mean((1, 3), keepdim=True)).abs().max() < 1e-7
+
+
 def test_no_colour_where_the_mask_is_about_zero():
     rgb = torch.full((1, 3, 2, 2), 1e-5)
     mask = torch.tensor([[[[1e-4, MIN_MASK / 2], [0.5, 1.0]]]])

@@ -175,6 +175,18 @@ def mip_levels(textures: torch.Tensor, smallest: int = 8) -> list[torch.Tensor]:
     return levels
 
 
+def mip_level(footprint: float, count: int) -> int:
+    """The mip level whose texels are about one output pixel (``footprint`` texels of level 0 per pixel)."""
+    return min(max(int(np.floor(np.log2(max(footprint, 1.0)))), 0), count - 1)
+
+
+def top_part_uv(parts: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """The uv (B, 2, H, W) of each pixel's likeliest part (parts (B, n+1, H, W), uv (B, 2n, H, W))."""
+    b, n2, h, w = uv.shape
+    k = parts[:, : n2 // 2].argmax(1)[:, None, None].expand(-1, 1, 2, -1, -1)
+    return uv.view(b, n2 // 2, 2, h, w).gather(1, k)[:, 0]
+
+
 def texel_footprint(uv: torch.Tensor, texture_size: int) -> float:
     """Median texels per output pixel of the uv (B, 2, H, W) of each pixel's likeliest part (NaN off the body)."""
     du = (uv[..., :, 1:] - uv[..., :, :-1]).abs().amax(1)[..., :-1, :]
@@ -198,9 +210,10 @@ class TexturedAvatar(nn.Module):
     render_parts = 2     # parts looked up per pixel on the run-time path (``_top2``)
 
     def __init__(self, generator: GeneratorConfig = GeneratorConfig.small(), num_parts: int = NUM_PARTS,
-                 texture_size: int = 256):
+                 texture_size: int = 256, mip_sampling: bool = False):
         super().__init__()
         self.num_parts = num_parts
+        self.mip_sampling = mip_sampling
         self.net = Generator(generator, num_parts + 1, 2 * num_parts)
         self.textures = nn.Parameter(torch.full((num_parts, 3, texture_size, texture_size), 0.5))
         self._atlas: tuple[int, list[torch.Tensor]] | None = None
@@ -220,9 +233,22 @@ class TexturedAvatar(nn.Module):
         """Eq. 6.1 from ``predict``'s maps, upsampled to ``size``."""
         logits, uv = _resize(logits, size), _resize(uv, size)
         parts = logits.softmax(1)
-        rgb = blend(parts, uv, self.textures)
+        rgb = blend(parts, uv, self.sampled_textures(parts, uv))
         mask_logit = (torch.logsumexp(logits[:, :-1], 1, keepdim=True) - logits[:, -1:])
         return AvatarOutput(rgb, 1 - parts[:, -1:], mask_logit, parts, uv)
+
+    def sampled_textures(self, parts: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """The textures as eq. 6.1 samples them: level 0, or with ``mip_sampling`` the mip level whose
+        texels are about one pixel of this output (the run-time renderer's rule). Then a gradient
+        reaches the texels under one coarse texel alike, so texels finer than any pixel that saw them
+        cannot each take their own colour (speckle) when uv jitters by a few texels between frames."""
+        if not self.mip_sampling:
+            return self.textures
+        with torch.no_grad():
+            footprint = texel_footprint(top_part_uv(parts, uv).masked_fill(parts[:, -1:] > 0.5, float("nan")),
+                                        self.textures.shape[-1])
+        levels = mip_levels(self.textures)
+        return levels[mip_level(footprint, len(levels))]
 
     def atlas(self) -> list[torch.Tensor]:
         """The textures tiled into one image per mip level (1, 3, rows*T, cols*T), cached until they change."""
@@ -273,7 +299,7 @@ class TexturedAvatar(nn.Module):
         top_uv = rgb.new_full((b * h * w, 2), float("nan"))                       # the likeliest part's uv
         top_uv[on] = uvk[:, 0]
         footprint = texel_footprint(top_uv.view(b, h, w, 2).permute(0, 3, 1, 2), self.textures.shape[-1])
-        level = min(max(int(np.floor(np.log2(max(footprint, 1.0)))), 0), len(levels) - 1)
+        level = mip_level(footprint, len(levels))
         atlas, t = levels[level], self.textures.shape[-1] >> level
         tiles_y, tiles_x = atlas.shape[-2] // t, atlas.shape[-1] // t
         half = 0.5 / t                                                            # stay inside the tile
@@ -373,6 +399,7 @@ class AvatarConfig:
     texture_size: int = 256
     crop: CropConfig = field(default_factory=CropConfig)
     bones: BoneStyle = field(default_factory=BoneStyle)
+    mip_sampling: bool = False   # eq. 6.1 samples the mip level of the output's texel footprint (TexturedAvatar)
 
     def __post_init__(self):
         for name, cls in (("generator", GeneratorConfig), ("crop", CropConfig), ("bones", BoneStyle)):
@@ -384,7 +411,7 @@ class AvatarConfig:
 
     def build(self) -> Avatar:
         if self.kind == "textured":
-            return TexturedAvatar(self.generator, NUM_PARTS, self.texture_size)
+            return TexturedAvatar(self.generator, NUM_PARTS, self.texture_size, self.mip_sampling)
         return DirectAvatar(self.generator)
 
 

@@ -93,6 +93,8 @@ class AvatarTrainConfig:
     batch_size: int = 4
     lr: float = 5e-4
     texture_lr: float = 5e-3
+    texture_eps: float = 1e-8            # Adam's epsilon for the textures: larger damps the steps of rarely seen texels
+    mip_sampling: bool = False           # textured: train (and render) at the mip level of the output's footprint
     lr_final: float | None = None        # the network's lr decays (cosine) to this over the run, the
     #                                      textures' by the same factor; None: constant
     perceptual_weight: float = 1.0
@@ -265,7 +267,7 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     rng = np.random.default_rng(cfg.seed)
     data = AvatarDataset(cfg.data, cfg.split or default_split(cfg.data, "train"))
     crop = CropConfig(**{**data.meta["crop"], "size": cfg.crop_size or min(data.size, 128)})
-    acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop)
+    acfg = AvatarConfig(cfg.kind, cfg.generator, cfg.texture_size, crop, mip_sampling=cfg.mip_sampling)
     model = acfg.build().to(device)
     log, init, part_history = TrainingLog(), {}, []
     if resume and out.is_file():
@@ -296,7 +298,7 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
     groups = [{"params": list(model.net.parameters()), "lr": cfg.lr}]
     textured = isinstance(model, TexturedAvatar)
     if textured:
-        groups.append({"params": [model.textures], "lr": cfg.texture_lr})
+        groups.append({"params": [model.textures], "lr": cfg.texture_lr, "eps": cfg.texture_eps})
     optimizer = torch.optim.Adam(groups)
     if textured:  # projected gradient: textures stay in [0, 1] without a clamp that stops their gradients
         optimizer.register_step_post_hook(lambda *_: model.textures.data.clamp_(0, 1))
