@@ -19,6 +19,7 @@ import numpy as np
 
 from avatars.core.weights import resolve_weights
 from avatars.style.checkpoint import load_stylizer
+from avatars.core.lpips import load_lpips
 from avatars.style.evaluation import backgrounds, composite, people, person_changes
 from avatars.style.stylize import FastPathConfig, FrameStylizer
 from launch.media import media_root
@@ -36,13 +37,18 @@ def main(argv: list[str]) -> int:
     model = load_stylizer(resolve_weights(args.style, "style"))
     bgs, found = backgrounds(MEDIA), people(MEDIA)
     print(f"{len(found)} people ({', '.join(p.clip for p in found)}) x {len(bgs)} backgrounds, {args.style}, 256x256")
+    perceptual = load_lpips("alex")
     floor = [c for p in found for c in person_changes(lambda x, _: x, p, bgs)]
-    print(f"  composited input itself: mean {np.mean(floor):.1f}, max {np.max(floor):.1f} grey levels")
+    floor_lp = [c for p in found for c in person_changes(lambda x, _: x, p, bgs, perceptual)]
+    print(f"  composited input itself: mean {np.mean(floor):.1f}, max {np.max(floor):.1f} grey levels; "
+          f"LPIPS in the person box {np.mean(floor_lp):.3f}")
     rows = []
     for label, cfg in VARIANTS.items():
         s = FrameStylizer(model, cfg=cfg)
         per = [np.mean(person_changes(s, p, bgs)) for p in found]
-        print(f"  {label}: mean {np.mean(per):.1f} grey levels; per person {min(per):.1f} .. {max(per):.1f}")
+        per_lp = [np.mean(person_changes(s, p, bgs, perceptual)) for p in found]
+        print(f"  {label}: mean {np.mean(per):.1f} grey levels; per person {min(per):.1f} .. {max(per):.1f}; "
+              f"LPIPS in the person box {np.mean(per_lp):.3f}")
         rows.append(np.concatenate([s(composite(found[0], b), found[0].mask) for b in bgs], 1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))

@@ -9,7 +9,7 @@ Two held-out sets, the two things a stylizer in this project sees:
 Every checkpoint of ``--after`` is scored against the one of the same name in ``--before`` (where
 there is one) under one fixed loss, whatever each was trained with: fp32 VGG-19, the five style
 layers at weight 5, and content at relu4_2 and at relu2_2 reported apart (relu2_2 holds faces, hands
-and letters). Lower is better; the ratio is after / before. With ``--figures DIR`` a picture per
+and letters), and LPIPS (AlexNet) to the content frame. Lower is better; the ratio is after / before. With ``--figures DIR`` a picture per
 style: rows input, before, after; the same frames of both sets.
 
     python -m launch people-frames runs/avatar/mannequin/test_arm_wave_0 --backgrounds ../shared/media/content \\
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from avatars.core.lpips import LPIPS, load_lpips
 from avatars.style.checkpoint import load_stylizer, read_style_record
 from avatars.style.losses import LossConfig, PerceptualLoss
 from avatars.style.stylize import FastPathConfig, FrameStylizer
@@ -52,10 +53,13 @@ def losses(style: Path) -> dict[str, tuple[PerceptualLoss, str]]:
 
 
 @torch.no_grad()
-def scores(out: torch.Tensor, content: torch.Tensor, terms: dict[str, tuple[PerceptualLoss, str]]) -> dict[str, float]:
-    """Mean per frame of each term (weighted as in training)."""
-    return {name: sum(loss(out[i:i + 1], content[i:i + 1])[key].item() for i in range(len(out))) / len(out)
-            for name, (loss, key) in terms.items()}
+def scores(out: torch.Tensor, content: torch.Tensor, terms: dict[str, tuple[PerceptualLoss, str]],
+           perceptual: LPIPS) -> dict[str, float]:
+    """Mean per frame of each term (weighted as in training), and the AlexNet LPIPS to the content
+    over the whole frame (how much of the content the painting leaves, as people perceive it)."""
+    row = {name: sum(loss(out[i:i + 1], content[i:i + 1])[key].item() for i in range(len(out))) / len(out)
+           for name, (loss, key) in terms.items()}
+    return {**row, "lpips": float(perceptual(out, content).mean())}
 
 
 def figure(path: Path, rows: list[torch.Tensor]) -> None:
@@ -73,6 +77,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--figures", type=Path, help="write style_<name>_before_after.png here")
     args = ap.parse_args(argv)
     sets = {"video": eval_frames(args.frames), "people": people_frames(args.people)}
+    perceptual = load_lpips("alex")
     print(f"held-out sets: video {len(sets['video'])} frames, people {len(sets['people'])} frames; "
           f"loss: fp32 VGG-19, style weight {LossConfig().style_weight:g}, content weight {LossConfig().content_weight:g}")
     for after in sorted(args.after.glob("*.safetensors")):
@@ -84,11 +89,11 @@ def main(argv: list[str]) -> int:
             for label, ckpt in (("before", before), ("after", after)):
                 if ckpt.is_file():
                     out = stylized(ckpt, content)
-                    row[label] = scores(out, content, terms)
+                    row[label] = scores(out, content, terms, perceptual)
                     shown.append((set_name, label, out))
             line = ", ".join(
                 f"{t} {row['before'][t]:.3f} -> {row['after'][t]:.3f} ({row['after'][t] / row['before'][t]:.2f}x)"
-                if "before" in row else f"{t} {row['after'][t]:.3f}" for t in terms)
+                if "before" in row else f"{t} {row['after'][t]:.3f}" for t in row["after"])
             print(f"  {after.stem} on {set_name}: {line}")
         if args.figures:
             idx = {k: torch.linspace(0, len(v) - 1, 4).round().long() for k, v in sets.items()}

@@ -13,10 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from avatars.core.lpips import LPIPS
 
 PEOPLE_CLIPS = ("hybrik_taiji.mp4", "musepose_dance.mp4", "gvhmr_tennis.mp4", "mmhuman3d_single_person_demo.mp4",
                 "romp_sample_video2_exercise.mp4", "iper_023_1_1_turnaround.gif", "kinetics_ta_chi_340x256.mp4")
@@ -78,8 +81,20 @@ def composite(person: Person, background: np.ndarray) -> np.ndarray:
     return (person.frame * a + background * (1 - a)).round().astype(np.uint8)
 
 
-def person_changes(stylize: Stylize, person: Person, backgrounds: list[np.ndarray]) -> list[float]:
-    """Mean grey-level change inside the person between each pair of backgrounds."""
+def person_changes(stylize: Stylize, person: Person, backgrounds: list[np.ndarray],
+                   lpips: "LPIPS | None" = None) -> list[float]:
+    """Mean grey-level change inside the person between each pair of backgrounds; with an `lpips`
+    network (``avatars.core.lpips``) the LPIPS distance inside the person's box instead."""
     inside = person.mask > 0.5
     outputs = [stylize(composite(person, b), person.mask).astype(np.float32) for b in backgrounds]
-    return [float(np.abs(a - b)[inside].mean()) for a, b in combinations(outputs, 2)]
+    if lpips is None:
+        return [float(np.abs(a - b)[inside].mean()) for a, b in combinations(outputs, 2)]
+    import torch
+
+    from avatars.core.lpips import lpips_in_boxes
+    from avatars.core.metrics import person_box
+
+    box = person_box(torch.from_numpy(person.mask)[None])
+    images = [torch.from_numpy(o).permute(2, 0, 1)[None] / 255 for o in outputs]
+    with torch.no_grad():
+        return [float(lpips_in_boxes(lpips, a, b, box)) for a, b in combinations(images, 2)]
