@@ -172,7 +172,7 @@ def _generator_name(cfg) -> str:
 
 # ----------------------------------------------------------------------------- train-avatar
 
-TUNABLE = ("batch_size", "lr", "lr_final", "texture_lr", "texture_eps", "mip_sampling", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
+TUNABLE = ("batch_size", "lr", "lr_final", "texture_lr", "texture_eps", "mip_sampling", "texel_prior", "perceptual_weight", "perceptual_size", "mask_weight", "pixel_weight",
            "pretrain_steps", "crop_size",
            "init_frames", "init_from", "vgg_weights", "vgg_taps", "vgg_bf16", "seed", "sample_every", "checkpoint_every",
            "threads", "split")
@@ -366,6 +366,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pixel-weight", type=float, metavar="W", help="L1 on pixels (0)")
     t.add_argument("--pretrain-steps", type=int, metavar="N",
                    help="textured: steps on the exact part/UV maps (mannequin) or skeleton-derived labels (300)")
+    t.add_argument("--texel-prior", type=float, metavar="K", help="textured: a first texel is (sum + K * the coarser "
+                   "level's mean) / (count + K) of the pixels that map to it (2); 0: the paper's plain mean")
     t.add_argument("--init-frames", type=_positive_int, metavar="N",
                    help="textured: frames averaged into the first textures (256)")
     t.add_argument("--init-from", metavar="CKPT", help="new runs: start from a trained avatar of the same kind "
