@@ -294,6 +294,8 @@ class TexturedAvatar(nn.Module):
         bi, yy, xx = on // (h * w), on // w % h, on % w
         top, k = _top2(logits.transpose(0, 1).reshape(n + 1, -1)[:n, on].T)      # (N, 2)
         wk = (top - lse.flatten()[on, None]).exp()
+        # the taps are built on the CPU (they size the resize matrices); the picked pixels live on the maps' device
+        taps_y, taps_x = [t.to(low.device) for t in taps_y], [t.to(low.device) for t in taps_x]
         uvk = _resize_picked(coords, k, bi, [t[yy] for t in taps_y], [t[xx] for t in taps_x])  # (N, 2, 2)
         levels = self.atlas()
         top_uv = rgb.new_full((b * h * w, 2), float("nan"))                       # the likeliest part's uv
