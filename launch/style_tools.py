@@ -21,13 +21,17 @@ import logging
 import time
 from pathlib import Path
 
-from launch.command import NO_STEP_LIMIT, Exit, Refused, device_option, duration, refusing, set_threads
+from launch.command import (NO_STEP_LIMIT, Exit, Refused, device_option, duration, refuse_overwrite, refusing,
+                            set_threads)
 from launch.media import media_root
 from launch.shipped import graph_file
+from stream.image_files import (MAX_PIXELS, MIN_SIDE, WRITE_FORMATS, ImageFileError, format_problem, picture_count,
+                                read_image, write_image)
 
 log = logging.getLogger(__name__)
 VIDEO_GRAPH = "stylize_video"                # the shipped graph that stylizes a video file
 VIDEO_OUTPUTS = (".mp4", ".mkv", ".mov")     # what the graph's `mp4` sink writes
+DEFAULT_MAX_SIDE = 2048                      # stylize: an image's longer side by default (~1.7 GB peak on a CPU)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -43,47 +47,38 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _writable_image(path: Path) -> None:
-    from PIL import Image
-
-    ext = path.suffix.lower()
-    if Image.registered_extensions().get(ext) not in Image.SAVE:
-        raise Refused(f"{path}: cannot write images of type {ext or '(no extension)'!r}; use .png, .jpg, .webp ...")
+    if problem := format_problem(path):
+        raise Refused(problem)
 
 
-def _save_image(array, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, quality=95)
+def _save_image(array, path: Path, alpha=None) -> bool:
+    """Write atomically (`stream.image_files`); False, logged, where it could not (nothing left under the name)."""
+    try:
+        write_image(path, array, alpha)
+    except ImageFileError as exc:
+        log.error("%s", exc)
+        return False
+    return True
 
 
 def _read_rgb(path: Path):
-    """An image file as an (H, W, 3) uint8 RGB array, upright (EXIF orientation applied)."""
-    import numpy as np
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    if not path.is_file():
-        raise Refused(f"{path}: no such file")
-    try:
-        with Image.open(path) as img:
-            return np.array(ImageOps.exif_transpose(img).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise Refused(f"{path}: not a readable image ({exc})") from None
+    """An image file as an (H, W, 3) uint8 RGB array (`stream.image_files`: upright, 8-bit, transparency over white)."""
+    with refusing(ImageFileError):
+        return read_image(path, min_side=1).rgb
 
 
 def _read_mask(path: Path, size: tuple[int, int]):
-    """A mask image (white where the person is) as (H, W) uint8, scaled to ``size`` (H, W) if it differs."""
+    """A mask image (white where the person is) as (H, W) uint8, scaled to ``size`` (H, W) if it differs;
+    transparent parts are not the person (composited over black)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if not path.is_file():
-        raise Refused(f"{path}: no such file (--mask takes an image, white where the person is)")
-    try:
-        with Image.open(path) as img:
-            mask = img.convert("L")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise Refused(f"{path}: not a readable mask image ({exc})") from None
     h, w = size
+    try:
+        rgb = read_image(path, max_side=max(size), min_side=1, backdrop=0).rgb
+    except ImageFileError as exc:
+        raise Refused(f"{exc} (--mask takes an image, white where the person is)") from None
+    mask = Image.fromarray(rgb).convert("L")
     return np.array(mask if mask.size == (w, h) else mask.resize((w, h), Image.BILINEAR))
 
 
@@ -244,15 +239,13 @@ def cmd_train_style(args: argparse.Namespace) -> int:
 
 def _input_kind(path: Path) -> str:
     """'image' or 'video' (an animated GIF is a video); Refused for anything else."""
-    from PIL import Image, UnidentifiedImageError
-
+    if path.is_dir():
+        raise Refused(f"{path}: is a folder, not an image or video file")
     if not path.is_file():
         raise Refused(f"{path}: no such file")
-    try:
-        with Image.open(path) as img:
-            return "video" if getattr(img, "n_frames", 1) > 1 else "image"
-    except (UnidentifiedImageError, OSError):
-        pass
+    frames = picture_count(path)
+    if frames is not None:
+        return "video" if frames > 1 else "image"
     import av
 
     try:
@@ -261,46 +254,60 @@ def _input_kind(path: Path) -> str:
                 return "video"
     except (av.error.FFmpegError, OSError, ValueError):
         pass
-    raise Refused(f"{path}: not an image or a video file (or unreadable)")
+    raise Refused(f"{path}: not an image or video (neither Pillow nor FFmpeg reads a picture in it)")
+
+
+def _check_output(src: Path, out: Path) -> None:
+    """Refused before any work: an output that is the input (through any link), a folder, or in a
+    folder where no file can be made."""
+    from stream.preflight import folder_problem
+
+    refuse_overwrite([str(src)], str(out))
+    if out.is_dir():
+        raise Refused(f"{out}: is a folder; give the output file's name")
+    if problem := folder_problem(out):
+        raise Refused(problem)
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.output)
-    if _input_kind(src) == "video":
+    kind = _input_kind(src)
+    _check_output(src, out)
+    if kind == "video":
         return _stylize_video(args, src, out)
-    _stylize_image(args, src, out)
-    return Exit.OK
+    return _stylize_image(args, src, out)
 
 
-def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> None:
-    import numpy as np
-    from PIL import Image
-
+def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> int:
+    """Stylize the picture (scaled to --max-side), put its alpha back (or flatten it onto white for JPEG/BMP)."""
     from avatars.style.stylize import FastPathConfig, FrameStylizer
 
     _writable_image(out)
     set_threads(args.threads)
-    frame = _read_rgb(src)
-    h, w = frame.shape[:2]
-    if args.max_side and max(h, w) > args.max_side:
-        s = args.max_side / max(h, w)
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        frame = np.array(Image.fromarray(frame).resize(size, Image.LANCZOS))
-    mask = _read_mask(Path(args.mask), frame.shape[:2]) if args.mask else None
     device = device_option(args.device)
     model, path = _load_stylizer(args.checkpoint, device)
+    max_side = DEFAULT_MAX_SIDE if args.max_side is None else args.max_side
+    if max_side < 0:
+        raise Refused(f"--max-side {max_side}: give a number of pixels, or 0 for no bound")
+    with refusing(ImageFileError):  # the network's coarsest stage needs more than `multiple` pixels a side
+        picture = read_image(src, max_side=max_side, min_side=max(MIN_SIDE, model.multiple + 1))
+    frame = picture.rgb
+    mask = _read_mask(Path(args.mask), frame.shape[:2]) if args.mask else None
     cfg = FastPathConfig(bf16=False if args.fp32 else None, channels_last=not args.fp32, compile=args.compile,
                          noise_scale=args.noise_scale, seed=args.seed, region=args.region if args.mask else "frame")
     start = time.perf_counter()
     stylizer = FrameStylizer(model, device, cfg)
     result = stylizer(frame, mask)
     seconds = time.perf_counter() - start
-    try:
-        _save_image(result, out)
-    except (OSError, ValueError) as exc:
-        raise Refused(f"{out}: cannot write ({exc})") from None
-    print(f"{out}: {result.shape[1]}x{result.shape[0]}, {path.stem} "
+    if not _save_image(result, out, picture.alpha):
+        return Exit.FAILED
+    scaled = f" (scaled from {picture.source_size[0]}x{picture.source_size[1]} by --max-side {max_side})" \
+        if picture.scaled else ""
+    kept = "" if picture.alpha is None else \
+        (", alpha kept" if WRITE_FORMATS[out.suffix.lower()] else ", transparency flattened onto white")
+    print(f"{out}: {result.shape[1]}x{result.shape[0]}{scaled}{kept}, {path.stem} "
           f"({'bf16' if stylizer.bf16 else 'fp32'}{'' if args.fp32 else ' fast path'}, {device}) in {seconds:.2f} s")
+    return Exit.OK
 
 
 def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
@@ -309,7 +316,7 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
 
     if out.suffix.lower() not in VIDEO_OUTPUTS:
         raise Refused(f"{src} is a video, so {out} must be one too ({', '.join(VIDEO_OUTPUTS)})")
-    if args.max_side:
+    if args.max_side is not None:
         raise Refused("--max-side applies to images; a video is stylized at its own frame size")
     if args.mask:
         raise Refused("--mask applies to images; in a graph the stylize node takes the mask a message carries "
@@ -325,12 +332,15 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
     overrides = {"source": {"path": str(src.resolve())}, "style": style, "sink": sink}
     try:
         graph = load_graph(graph_file(VIDEO_GRAPH), overrides)
+        supervisor = Supervisor(graph, overrides, quiet=args.quiet)  # checks the graph's files before any work
     except GraphError as exc:
         raise Refused(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    code = Supervisor(graph, overrides, quiet=args.quiet).run()
-    if code == 0:
+    code = supervisor.run()
+    if code == Exit.OK:
         print(f"{out}: {src.name} stylized with {checkpoint.stem} (via {VIDEO_GRAPH}.yaml)")
+    elif code in (Exit.INTERRUPTED, Exit.TERMINATED):
+        log.error("stylizing %s was stopped (%s) before its end; %s was not written",
+                  src, "Ctrl-C" if code == Exit.INTERRUPTED else "SIGTERM", out)
     else:
         log.error("stylizing %s failed (exit code %d); see the node errors above", src, code)
     return code
@@ -425,10 +435,8 @@ def cmd_synthesize_texture(args: argparse.Namespace) -> int:
     else:
         images, how = _textures_by_optimisation(args, seeds)
     for image, path in zip(images, paths):
-        try:
-            _save_image(image, path)
-        except (OSError, ValueError) as exc:
-            raise Refused(f"{path}: cannot write ({exc})") from None
+        if not _save_image(image, path):
+            return Exit.FAILED
     h, w = args.size
     where = paths[0] if len(paths) == 1 else f"{paths[0].parent}/ ({len(paths)} files: {paths[0].name} ...)"
     print(f"{where}: {w}x{h} texture{'s' if len(paths) > 1 else ''} {how}")
@@ -610,7 +618,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="image, or video file")
     p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
     p.add_argument("--max-side", "--size", dest="max_side", type=int, metavar="PX",
-                   help="image: scale it down first so its longer side is at most PX")
+                   help=f"image: scale it down first (before decoding, from its header) so its longer side is "
+                        f"at most PX (default {DEFAULT_MAX_SIDE}; 0 = no bound, up to "
+                        f"{MAX_PIXELS // 1_000_000} megapixels decoded)")
     speed = p.add_mutually_exclusive_group()
     speed.add_argument("--fast", dest="fp32", action="store_false", help="channels-last + bf16 autocast where native (default)")
     speed.add_argument("--fp32", dest="fp32", action="store_true", help="plain fp32 (the reference)")

@@ -48,7 +48,7 @@ def overwrite_problem(inputs: list[str], output: str) -> str | None:
     return None
 
 
-def _writable_folder(output: Path) -> str | None:
+def folder_problem(output: Path) -> str | None:
     """Why files cannot be made in the folder of `output` (None: they can): the nearest existing folder
     above it must be a writable folder (the writer creates the missing ones)."""
     folder = output.parent
@@ -85,7 +85,7 @@ def _output_problem(path: str, role: str, inputs: list[str], folders: list[str])
         return f"{path}: is a folder; give the output file's name"
     if role == "pattern" and any(same_file(target.parent, folder) for folder in folders):
         return f"{path}: writes into the folder the job reads ({target.parent}); choose another folder"
-    return _writable_folder(target) or (overwrite_problem(inputs, path) if role == "output" else None)
+    return folder_problem(target) or (overwrite_problem(inputs, path) if role == "output" else None)
 
 
 def _marked(spec: "NodeSpec") -> list[tuple[str, str, str | None, str | None]]:
@@ -113,6 +113,13 @@ def check_graph(graph: "GraphSpec", host: str | None = None) -> list[str]:
         if problem:
             problems.append(f"node {spec.name!r} ({spec.kind}) {name}: {problem}")
     return problems
+
+
+def partial_outputs(graph: "GraphSpec", host: str | None = None) -> list[Path]:
+    """The OUTPUT.part files the writers of `host`'s nodes use (stream.media.AtomicOutput): what a
+    failed job removes, whichever process died and however (a SIGKILLed sink cannot clean up)."""
+    specs = [s for s in graph.nodes.values() if host is None or s.host == host]
+    return [Path(f"{value}.part") for spec in specs for _, value, role, _ in _marked(spec) if role == "output"]
 
 
 def _weights_problem(name: str, family: str) -> str | None:

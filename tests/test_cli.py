@@ -118,7 +118,7 @@ def test_ship_style_refuses_bad_input_and_writes_nothing(style_inputs, tmp_path,
     common = ["--content", str(f["content"]), "--weights-dir", str(weights), "--run-dir", str(tmp_path / "runs")]
     cases = [
         (["ship-style", str(f["dir"] / "missing.jpg"), "s"], "missing.jpg: no such file"),
-        (["ship-style", str(f["text"]), "s"], "notes.txt: not a readable image"),
+        (["ship-style", str(f["text"]), "s"], "notes.txt: not an image"),
         (["ship-style", str(f["style"]), "Bad-Name"], "style name 'Bad-Name'"),
         (["ship-style", str(f["style"]), "mannequin_avatar"], "'mannequin_avatar' is a shipped avatar's name"),
         (["ship-style", str(f["style"]), "s", "--content", str(tmp_path / "nophotos")], "nophotos: no such folder"),

@@ -6,7 +6,14 @@ Tiny sizes and step counts keep the file fast on a CPU; model quality is tested 
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -135,6 +142,37 @@ def test_stylize_video_through_the_offline_graph_keeps_every_frame_and_the_audio
     assert after["audio"]["end"] == pytest.approx(before["audio"]["end"], abs=0.1)
     diff = np.abs(_first_frame(out).astype(np.int16) - _first_frame(files["clip"]).astype(np.int16)).mean()
     assert diff > 20  # the frames went through the stylizer
+
+
+def _node_processes(pid: int) -> list[int]:
+    """The graph's node processes (named ns:...) under the command's process."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            name = (stat.parent / "comm").read_text()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and name.startswith("ns:"):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_during_a_video_stylize_says_it_was_interrupted(tmp_path):
+    clip, out = tmp_path / "long.mp4", tmp_path / "styled.mp4"
+    make_clip(clip, frames=600, w=160, h=120, fps=30)
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "stylize", "starry_night", str(clip), str(out),
+                             "--quiet", "--preset", "ultrafast", *THREADS], cwd=Path(__file__).resolve().parents[1],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(_node_processes(proc.pid)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == Exit.INTERRUPTED, err
+    assert f"was stopped (Ctrl-C) before its end; {out} was not written" in err
+    assert "see the node errors above" not in err and not out.exists()
 
 
 def test_video_graph_is_rerender_with_a_stylize_node():
@@ -280,7 +318,9 @@ def _bad_cases(f: dict[str, Path], tmp: Path) -> list[tuple[list[str], str]]:
     return [
         (["stylize", "starry_night", str(tmp / "missing.png"), str(tmp / "o.png")], "missing.png"),
         (["stylize", "no_such_style", str(f["image"]), str(tmp / "o.png")], "no_such_style"),
-        (["stylize", "starry_night", str(f["text"]), str(tmp / "o.png")], "notes.txt"),
+        (["stylize", "starry_night", str(f["text"]), str(tmp / "o.png")], "notes.txt: not an image or video"),
+        (["stylize", "starry_night", str(f["content"]), str(tmp / "o.png")], "content: is a folder"),
+        (["stylize", "starry_night", str(tmp / "missing.mp4"), str(tmp / "o.mp4")], "missing.mp4: no such file"),
         (["stylize", str(garbage), str(f["image"]), str(tmp / "o.png")], "garbage.safetensors"),
         (["stylize", "mannequin_avatar", str(f["image"]), str(tmp / "o.png")], "mannequin_avatar is a textured avatar, not a style"),
         (["stylize", "starry_night", str(f["image"]), str(tmp / "o.xyz")], "o.xyz"),
@@ -303,6 +343,76 @@ def test_bad_input_exits_non_zero_naming_the_problem(files, tmp_path, capsys):
         assert code == Exit.REFUSED, argv
         assert err.startswith("error: ") and named in err, (argv, err)
     assert not list(tmp_path.glob("o.*")) and not (tmp_path / "c.safetensors").exists()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("how", ["same path", "symbolic link", "hard link"])
+@pytest.mark.parametrize("kind", ["image", "clip"])
+def test_stylize_refuses_an_output_that_is_the_input(files, tmp_path, capsys, how, kind):
+    src = tmp_path / files[kind].name
+    shutil.copy(files[kind], src)
+    before = digest(src)
+    out = {"same path": src, "symbolic link": tmp_path / f"link{src.suffix}", "hard link": tmp_path / f"hard{src.suffix}"}[how]
+    if how == "symbolic link":
+        out.symlink_to(src)
+    elif how == "hard link":
+        os.link(src, out)
+    assert main(["stylize", "starry_night", str(src), str(out), "--quiet", *THREADS]) == Exit.REFUSED
+    assert f"is the input {src}" in capsys.readouterr().err
+    assert digest(src) == before and not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.parametrize("kind", ["image", "clip"])
+def test_stylize_refuses_an_output_it_cannot_write_before_any_work(files, tmp_path, capsys, kind):
+    suffix = files[kind].suffix
+    folder = tmp_path / f"out{suffix}"
+    folder.mkdir()
+    (tmp_path / "plain").write_text("a file, not a folder")
+    for out, message in ((folder, f"out{suffix}: is a folder"), (tmp_path / "plain" / f"o{suffix}", "plain is a file")):
+        start = time.perf_counter()
+        assert main(["stylize", "starry_night", str(files[kind]), str(out), "--quiet", *THREADS]) == Exit.REFUSED
+        assert message in capsys.readouterr().err
+        assert time.perf_counter() - start < 5  # refused up front, not after stylizing or encoding
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name, "plain"] and not list(folder.iterdir())
+
+
+def test_stylize_keeps_the_alpha_of_an_image_and_reads_16_bits(files, tmp_path, capsys):
+    rgba = np.dstack([_pattern(40, 48, 3), np.zeros((40, 48), np.uint8)])
+    rgba[:, :24, 3] = 255                      # left half opaque, right half transparent (its colours garbage)
+    Image.fromarray(rgba).save(tmp_path / "cutout.png")
+    assert main(["stylize", "starry_night", str(tmp_path / "cutout.png"), str(tmp_path / "styled.png"), *THREADS]) == 0
+    assert "alpha kept" in capsys.readouterr().out
+    styled = np.asarray(Image.open(tmp_path / "styled.png"))
+    assert styled.shape == (40, 48, 4)
+    np.testing.assert_array_equal(styled[..., 3], rgba[..., 3])
+    assert main(["stylize", "starry_night", str(tmp_path / "cutout.png"), str(tmp_path / "flat.jpg"), *THREADS]) == 0
+    assert "flattened onto white" in capsys.readouterr().out
+    assert (_rgb(tmp_path / "flat.jpg")[:, 30:] > 245).all()  # the transparent half: white, not painted
+
+    grey8 = np.tile(np.linspace(0, 255, 48).round().astype(np.uint8), (40, 1))
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    Image.fromarray(grey8).save(tmp_path / "grey8.png")
+    for name in ("grey16", "grey8"):
+        assert main(["stylize", "starry_night", str(tmp_path / f"{name}.png"), str(tmp_path / f"s_{name}.png"),
+                     "--fp32", *THREADS]) == 0
+    np.testing.assert_array_equal(_rgb(tmp_path / "s_grey16.png"), _rgb(tmp_path / "s_grey8.png"))
+
+
+def test_stylize_bounds_the_image_size_and_refuses_tiny_images(files, tmp_path, capsys):
+    Image.fromarray(_pattern(50, 3000, 1)).save(tmp_path / "wide.png")
+    assert main(["stylize", "starry_night", str(tmp_path / "wide.png"), str(tmp_path / "o.png"), *THREADS]) == 0
+    assert "2048x34 (scaled from 3000x50 by --max-side 2048)" in capsys.readouterr().out
+    assert _rgb(tmp_path / "o.png").shape == (34, 2048, 3)
+    assert main(["stylize", "starry_night", str(tmp_path / "wide.png"), str(tmp_path / "o.png"),
+                 "--max-side", "600", *THREADS]) == Exit.REFUSED
+    assert "wide.png: 600x10 pixels (scaled from 3000x50 to a maximum side of 600) is too small" in capsys.readouterr().err
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    assert main(["stylize", "starry_night", str(tmp_path / "dot.png"), str(tmp_path / "o2.png")]) == Exit.REFUSED
+    assert "dot.png: 1x1 pixels is too small; images need at least 16 pixels a side" in capsys.readouterr().err
+    assert not (tmp_path / "o2.png").exists()
 
 
 # -- the live graph ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from stream.frames import Fit, StatsOverlay, as_alpha, as_rgb, blend, fit
+from stream.image_files import ImageFileError, read_image
 from stream.message import Message
 from stream.node import Node, NodeError, Port
 from stream.params import param
@@ -46,14 +47,12 @@ class Compositor(Node):
                 raise ValueError(f"blur must be > 0, got {self.blur}")
 
     def setup(self) -> None:
-        import cv2
-
         self.still: np.ndarray | None = None
         if self.params.background == "image":
-            bgr = cv2.imread(self.params.image, cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise NodeError(f"cannot read background image {self.params.image!r}")
-            self.still = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            try:  # transparent parts of the picture show `color`
+                self.still = read_image(self.params.image, min_side=1, backdrop=tuple(self.params.color)).rgb
+            except ImageFileError as exc:
+                raise NodeError(f"cannot read background image {exc}") from None
         self.overlay = StatsOverlay() if self.params.overlay else None
         self.color = tuple(self.params.color)
 

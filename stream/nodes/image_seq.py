@@ -1,15 +1,14 @@
-"""Frames written as numbered images (PNG, JPEG, BMP, TIFF, WebP through OpenCV)."""
+"""Frames written as numbered images (PNG, JPEG, BMP, TIFF, WebP), each atomically (`stream.image_files`)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stream.image_files import EXTENSIONS, ImageFileError, write_image
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
-from stream.nodes.images import EXTENSIONS
 from stream.params import param
 
 
@@ -34,29 +33,18 @@ class ImageSequenceSink(Sink):
                 raise ValueError(f"quality must be in 1..100, got {self.quality}")
 
     def setup(self) -> None:
-        import cv2
-
         folder = Path(self.params.path % 0).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise NodeError(f"cannot create output folder {folder}: {exc}") from None
-        self.flags = [cv2.IMWRITE_JPEG_QUALITY, self.params.quality, cv2.IMWRITE_WEBP_QUALITY, self.params.quality]
         self.index = 0
 
     def process(self, inputs: dict[str, Message]) -> None:
-        """Encode, write as NAME.part, rename: an image under its final name is always complete."""
-        import cv2
-
+        """Written as NAME.part, then renamed: an image under its final name is always complete."""
         path = Path(self.params.path % self.index)
-        image = np.asarray(inputs["in"].buffers["image"])
-        ok, data = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.flags)
-        partial = path.with_name(path.name + ".part")
         try:
-            if not ok:
-                raise OSError("encoder failed")
-            partial.write_bytes(data.tobytes())
-            os.replace(partial, path)
-        except OSError as exc:
-            raise NodeError(f"cannot write image {path}: {exc}") from None
+            write_image(path, np.asarray(inputs["in"].buffers["image"]), quality=self.params.quality)
+        except ImageFileError as exc:
+            raise NodeError(f"cannot write image {exc}") from None
         self.index += 1

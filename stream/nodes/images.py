@@ -1,23 +1,25 @@
 """A folder of images as a video source (``image_seq`` writes frames as numbered images).
 
-Files are ordered naturally (frame2 before frame10). Reading and writing use OpenCV, which
-handles PNG, JPEG, BMP, TIFF and WebP.
+Files are ordered naturally (frame2 before frame10) and read by `stream.image_files` (PNG, JPEG,
+BMP, TIFF, WebP; 16-bit scaled, EXIF orientation applied, alpha composited over white, at most
+`image_files.MAX_PIXELS` decoded pixels each).
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
 
-
+from stream.image_files import EXTENSIONS, ImageFileError, read_image
 from stream.message import Message
 from stream.node import NodeError, Port, Source
 from stream.pacing import Pacer
 from stream.params import param
 
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+log = logging.getLogger(__name__)
 
 
 def _natural(path: Path) -> list:
@@ -58,20 +60,20 @@ class ImageFolderSource(Source):
         self.first = seq
 
     def frames(self) -> Iterator[Message]:
-        import cv2
-
         p = self.params
         pacer = Pacer(p.realtime)
         i = self.first
         while p.loop or i < len(self.files):
             path = self.files[i % len(self.files)]
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
+            try:
+                picture = read_image(path, min_side=1)
+            except ImageFileError as exc:
                 if p.on_error == "fail":
-                    raise NodeError(f"cannot read image {path}")
+                    raise NodeError(f"cannot read image {exc}") from None
+                log.warning("skipped: %s", exc, extra={"node": self.ctx.name})
                 self.ctx.metrics.extra["unreadable"] += 1
             else:
                 pacer.wait(i / p.fps)
                 yield Message(pts=i / p.fps, capture_ts=time.time(), meta={"file": path.name},
-                              buffers={"image": cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)})
+                              buffers={"image": picture.rgb})
             i += 1
