@@ -27,9 +27,11 @@ class Exit(IntEnum):
 
 
 EXIT_MEANINGS = {
-    Exit.OK: "done: the command did all its work (a live graph also when stopped by --for)",
+    Exit.OK: "done: the command did all its work (a live graph also when stopped by --for; a job told "
+             "on_error: skip, with a last warning line naming the frames and seconds it skipped)",
     Exit.FAILED: "the work started and did not finish (a node failed, restarts ran out, a loss the runtime "
-                 "could not repair, an input that ended early, an offline job stopped by --for)",
+                 "could not repair, an input that ended early or has undecodable data, an offline job "
+                 "stopped by --for); a failed job removes its partial outputs",
     Exit.REFUSED: "refused before any work: bad command line or bad input (missing file, invalid graph, "
                   "wrong kind of checkpoint, unknown model name, an output that is an input or cannot be "
                   "written); the message says which",

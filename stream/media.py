@@ -3,9 +3,17 @@ audio frames <-> messages, and output files that only appear under their name on
 
 Kept in one place so that the file encoder, the network streamer and the benchmark's plain
 PyAV baseline configure x264 identically (the benchmark compares like with like).
+
+What a player shows of an input travels with the frames as meta (`picture_meta`): the display
+rotation is applied at the source (every node sees the upright picture, the output needs no
+display matrix), the sample aspect ratio and the colour description (primaries, transfer, matrix,
+range) are written to the output, and RGB <-> YUV conversions use the input's matrix and range in
+both directions, so colours survive a re-render (a saturated BT.709 green of 254 comes out 252;
+untagged and BT.601-coded, as before, a BT.709 player showed 214).
 """
 from __future__ import annotations
 
+import logging
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +31,15 @@ _LOW_LATENCY = {
 }
 #: Tried in order when a graph asks for codec "auto".
 AUTO_CODECS = ("h264_nvenc", "libx264")
+#: FFmpeg's matrix codes (AVColorSpace) -> swscale's names for them; others use swscale's default.
+_SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "SMPTE170M", 7: "SMPTE240M", 9: "BT2020"}
+#: The colour description a frame carries (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic).
+COLOUR_FIELDS = ("colorspace", "color_range", "color_primaries", "color_trc")
+_UNSPECIFIED, _UNSPECIFIED_RANGE = 2, 0  # AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_UNSPECIFIED
+#: Demuxers of single pictures: FFmpeg opens a PNG or JPEG as a one-frame video.
+_STILL_DEMUXERS = ("image2",)
+
+log = logging.getLogger(__name__)
 
 
 def open_input(path: str, timeout_s: float = 10.0) -> Any:
@@ -41,6 +58,37 @@ def open_input(path: str, timeout_s: float = 10.0) -> Any:
         return av.open(path, mode="r", options=options, timeout=timeout_s if is_url else None)
     except (av.error.FFmpegError, OSError) as exc:
         raise NodeError(f"cannot open {path}: {exc} (truncated, corrupt or not a media file?)") from None
+
+
+def still_image(container: Any) -> bool:
+    """Whether FFmpeg opened a still picture (PNG, JPEG, TIFF...: the image2 / *_pipe demuxers), not a video."""
+    name = container.format.name
+    return name in _STILL_DEMUXERS or name.endswith("_pipe")
+
+
+def picture_meta(frame: Any, stream: Any) -> dict[str, Any]:
+    """How a player shows `stream` (from its first decoded `frame`): quarter turns to apply (`rotate`,
+    counter-clockwise, from the display matrix), sample aspect (`sar`, [num, den], of the upright
+    picture) and colour description (`colour`: FFmpeg's codes per COLOUR_FIELDS)."""
+    turns = round(frame.rotation / 90) % 4 if frame.rotation else 0
+    if frame.rotation and frame.rotation % 90:
+        log.warning("display rotation of %s degrees is not a quarter turn: rotated by %d", frame.rotation, turns * 90)
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if sar and turns % 2:
+        sar = 1 / sar
+    colour = {k: int(getattr(frame, k)) for k in COLOUR_FIELDS}
+    if frame.format.is_rgb or colour["colorspace"] not in _SWS_MATRIX:  # no YUV matrix swscale can apply both ways
+        colour.update(colorspace=_UNSPECIFIED, color_range=_UNSPECIFIED_RANGE)
+    return {"rotate": turns, "sar": [sar.numerator, sar.denominator] if sar else None, "colour": colour}
+
+
+def upright_rgb(frame: Any, picture: dict[str, Any]) -> np.ndarray:
+    """The RGB picture a player shows for `frame`: decoded with the input's own matrix and range
+    (said explicitly, so swscale never falls back to BT.601 for a tagged input), then rotated."""
+    colour = picture["colour"]
+    image = frame.to_ndarray(format="rgb24", src_colorspace=_SWS_MATRIX.get(colour["colorspace"]),
+                             src_color_range=colour["color_range"] or None)
+    return np.ascontiguousarray(np.rot90(image, picture["rotate"])) if picture["rotate"] else image
 
 
 def rational(value: float | Fraction) -> Fraction:
@@ -81,17 +129,31 @@ def pick_encoder(codec: str, width: int, height: int) -> str:
 
 def add_video_stream(container: Any, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int,
                      crf: int | None = 20, preset: str | None = "veryfast", bitrate: int | None = None,
-                     low_latency: bool = False, gop: int | None = None) -> Any:
-    """A configured, opened H.264 (or other) video stream; codec "auto" prefers NVENC where a GPU has it."""
+                     low_latency: bool = False, gop: int | None = None, sar: list[int] | None = None,
+                     colour: dict[str, int] | None = None) -> Any:
+    """A configured, opened H.264 (or other) video stream; codec "auto" prefers NVENC where a GPU has it.
+
+    `sar` and `colour` (from `picture_meta`) are written to the stream, so players show the output
+    as they showed the input. An odd size is padded by one (the last column/row repeated, see
+    `video_frame`) with a warning: 4:2:0 chroma covers 2x2 pixels, so H.264 in yuv420p (what every
+    player plays) can neither code nor crop to an odd size; 4:4:4 could, but browsers and phones
+    do not play it, and cropping would lose input pixels."""
     import av
 
-    width, height = width - width % 2, height - height % 2  # yuv420p needs even sizes
-    name = pick_encoder(codec, width, height)
+    even_w, even_h = width + width % 2, height + height % 2
+    if (even_w, even_h) != (width, height):
+        log.warning("%s: %dx%d is odd, H.264 in yuv420p needs even sizes: written as %dx%d (last column/row "
+                    "repeated)", container.name, width, height, even_w, even_h)
+    name = pick_encoder(codec, even_w, even_h)
     try:
         stream = container.add_stream(name, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = even_w, even_h, "yuv420p"
         stream.codec_context.time_base = time_base
         stream.time_base = time_base
+        if sar:
+            stream.codec_context.sample_aspect_ratio = Fraction(*sar)
+        for key, value in (colour or {}).items():
+            setattr(stream.codec_context, key, value)
         options, bit_rate = encoder_options(name, crf, preset, bitrate, low_latency)
         stream.options = options
         if bit_rate:
@@ -104,16 +166,28 @@ def add_video_stream(container: Any, codec: str, rate: Fraction, time_base: Frac
         raise NodeError(f"video encoder {name!r} cannot be used here: {exc}") from None
 
 
-def video_frame(image: np.ndarray, stream: Any, pts: int, duration: int) -> Any:
-    """An av.VideoFrame of the RGB `image`, cropped to the stream's (even) size, stamped in its time base."""
+def video_frame(image: np.ndarray, stream: Any, pts: int, duration: int, colour: dict[str, int] | None = None) -> Any:
+    """An av.VideoFrame of the RGB `image` fitted to the stream's size (cropped, or padded by repeating
+    the last column/row), stamped in its time base and converted to the stream's pixel format with
+    `colour`'s matrix and range (the ones its stream is tagged with), else swscale's defaults."""
     import av
 
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+    image = image[: stream.height, : stream.width]
+    pad_h, pad_w = stream.height - image.shape[0], stream.width - image.shape[1]
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+    if colour:
+        frame = frame.reformat(format=stream.pix_fmt, dst_colorspace=_SWS_MATRIX.get(colour["colorspace"]),
+                               src_color_range="JPEG", dst_color_range=colour["color_range"] or None)
+        for key, value in colour.items():
+            setattr(frame, key, value)
     frame.pts, frame.time_base, frame.duration = pts, stream.codec_context.time_base, duration
     return frame
 
 
-def add_audio_stream(container: Any, rate: int, layout: str, codec: str = "aac", bitrate: int = 128_000) -> Any:
+def add_audio_stream(container: Any, rate: int, layout: str, codec: str = "aac", bitrate: int = 128_000,
+                     language: str | None = None) -> Any:
     import av
 
     try:
@@ -122,13 +196,15 @@ def add_audio_stream(container: Any, rate: int, layout: str, codec: str = "aac",
         raise NodeError(f"audio encoder {codec!r} cannot be used here: {exc}") from None
     stream.bit_rate = bitrate
     stream.time_base = Fraction(1, rate)
+    if language:
+        stream.metadata["language"] = language
     return stream
 
 
-def audio_message(frames: list[Any]) -> Message:
-    """Consecutive decoded audio frames as one message: buffers["audio"] is (channels, samples)
-    planar (float32 for the usual AAC/Opus decoders), pts is the first frame's, and meta says
-    how to rebuild them (sample format, layout, rate)."""
+def audio_message(frames: list[Any], track: int = 0) -> Message:
+    """Consecutive decoded audio frames of audio track `track` as one message: buffers["audio"] is
+    (channels, samples) planar (float32 for the usual AAC/Opus decoders), pts is the first frame's,
+    and meta says which track and how to rebuild them (sample format, layout, rate)."""
     first = frames[0]
     planes = [f.to_ndarray() for f in frames]
     if not first.format.is_planar:  # packed (1, samples*channels) -> planar (channels, samples)
@@ -136,7 +212,7 @@ def audio_message(frames: list[Any]) -> Message:
     audio = np.ascontiguousarray(np.concatenate(planes, axis=1))
     return Message(pts=float(first.time) if first.pts is not None else None,
                    buffers={"audio": audio},
-                   meta={"sample_rate": first.sample_rate, "layout": first.layout.name,
+                   meta={"track": track, "sample_rate": first.sample_rate, "layout": first.layout.name,
                          "format": first.format.name if first.format.is_planar else first.format.planar.name})
 
 
@@ -152,11 +228,14 @@ def audio_frame(msg: Message) -> Any:
 
 class AtomicOutput:
     """An output written as NAME.part and renamed to NAME only by `commit()`: a crashed, killed or
-    failed job never leaves a file that looks complete (the .part stays as evidence)."""
+    failed job never leaves a file that looks complete (the .part stays as evidence, unless the
+    writer `discard()`s it, as it does when writing itself failed: a full disk must not stay full)."""
 
     def __init__(self, path: str):
         self.final = Path(path)
         self.partial = self.final.with_name(self.final.name + ".part")
+        if self.final.is_dir():  # found now, not by the rename after the whole encode
+            raise NodeError(f"cannot write {self.final}: it is a folder")
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

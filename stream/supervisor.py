@@ -19,6 +19,11 @@
 - Exit code: 0 completed, or a live job stopped by `duration`; 1 failed (fatal error,
   restarts exhausted, a loss the runtime could not repair); 128 + the signal when stopped by
   one (130 Ctrl-C, 143 SIGTERM): a job stopped before its end did not do all its work.
+  A job that skipped lost data because its user chose so (a `video` source with `on_error: skip`)
+  did what it was asked and exits 0, but its last line is a warning naming the file, the frames
+  and seconds of video and the seconds of audio lost (also `warnings` in the report): a script
+  that keeps the output keeps a file the user knowingly accepted incomplete, and a non-zero code
+  would make every `set -e` caller treat the choice as a failure.
 - CPU threads: the processes that compute share this host's cores for their torch/OpenMP
   pools (OMP_NUM_THREADS; `_thread_shares`), unless the environment sets OMP_NUM_THREADS or a
   node its own `threads`. Every library otherwise starts one thread per core in every process, and on
@@ -48,7 +53,7 @@ import zmq
 
 from stream.graph import LOCAL_HOST, GraphError, GraphSpec
 from stream.node import Sink
-from stream.preflight import check_graph
+from stream.preflight import check_graph, partial_outputs
 from stream.runner import EXIT_FATAL, HEARTBEAT_S, ProcessConfig
 from stream.security import missing_keys
 from stream.shm import ShmReader, shm_root
@@ -120,6 +125,23 @@ def _add(total: dict[str, Any], metrics: dict[str, Any]) -> None:
     for k, v in (metrics.get("extra") or {}).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             extra[k] = extra.get(k, 0) + v
+
+
+def _loss_warnings(report: dict[str, Any]) -> list[str]:
+    """One line per node that went on without lost data (its metrics' extra `lost`: file, frames,
+    video_s, audio_s, ranges as [stream, from, to] seconds), saying what the output lacks."""
+    lines = []
+    for name, node in report["nodes"].items():
+        lost = (node.get("extra") or {}).get("lost") or {}
+        if not (lost.get("frames") or lost.get("video_s") or lost.get("audio_s")):
+            continue
+        spans = sorted(lost.get("ranges", []), key=lambda r: r[1])
+        ranges = ", ".join(f"{kind} {a:.2f}-{b:.2f} s" for kind, a, b in spans[:5])
+        more = f" and {len(spans) - 5} more" if len(spans) > 5 else ""
+        lines.append(f"{name}: skipped lost data in {lost.get('file')}: {lost.get('frames', 0)} frames "
+                     f"({lost.get('video_s', 0):.2f} s) of video and {lost.get('audio_s', 0):.2f} s of audio "
+                     f"are missing from the output ({ranges}{more})")
+    return lines
 
 
 def _host_cpus() -> int:
@@ -362,14 +384,25 @@ class Supervisor:
             for s, handler in old.items():
                 signal.signal(s, handler)
         elapsed = time.monotonic() - started
+        if outcome == "failed":  # nothing of a failed job stays on disk (a stopped one keeps its .part, and says so)
+            self._remove_partial_outputs()
         code = {"completed": 0, "stopped": 0, "failed": 1, "incomplete": 1,
                 "interrupted": 128 + signal.SIGINT, "terminated": 128 + signal.SIGTERM}[outcome]
         report = self.last_report = self.report(outcome, code, elapsed)
+        report["warnings"] = _loss_warnings(report)
         self.view.close(report)
+        for line in report["warnings"]:  # after the table: the last lines a user sees
+            log.warning("%s", line)
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             self.report_path.write_text(json.dumps(report, indent=2))
         return code
+
+    def _remove_partial_outputs(self) -> None:
+        for partial in partial_outputs(self.graph, self.host):
+            if partial.exists():
+                partial.unlink()
+                log.info("removed the partial output %s", partial)
 
     def _live(self) -> bool:
         """A live job runs until stopped: some source of this host is endless (or its sources are elsewhere)."""

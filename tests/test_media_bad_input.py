@@ -35,12 +35,18 @@ def tiny_clip(path: Path, frames: int = 10) -> Path:
     return write_video(path, (np.full((48, 64, 3), i * 20, np.uint8) for i in range(frames)), fps=10)
 
 
-def test_missing_file(tmp_path: Path) -> None:
+def refused(tmp_path: Path, capsys: pytest.CaptureFixture, graph: str | Path, *sets: str) -> str:
+    """The error of a run refused before any node started (exit 2, no report: nothing ran)."""
+    report = tmp_path / "report.json"
+    code = main(["run", str(graph), "--quiet", "--report", str(report), *[a for s in sets for a in ("--set", s)]])
+    assert code == 2 and not report.exists()
+    return capsys.readouterr().err
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out.mp4"
-    code, report = rerender(tmp_path / "nope.mp4", out, tmp_path)
-    assert code != 0
-    assert "input file not found" in error_of(report, "source") and "nope.mp4" in error_of(report, "source")
-    assert report["nodes"]["source"]["restarts"] == 0  # fatal: not retried
+    err = refused(tmp_path, capsys, RERENDER, f"source.path={tmp_path / 'nope.mp4'}", f"sink.path={out}")
+    assert f"node 'source' (video) path: {tmp_path / 'nope.mp4'}: no such file" in err
     assert not out.exists()
 
 
@@ -71,7 +77,7 @@ def test_truncated_file_fails_under_skip_too(truncated: Path, tmp_path: Path) ->
     assert code == 1 and report["outcome"] == "failed"
     error = error_of(report, "source")
     assert str(truncated) in error and "ended early" in error and "of 412 frames" in error
-    assert not out.exists() and out.with_name("out.mp4.part").exists()  # kept for inspection only
+    assert not out.exists() and not out.with_name("out.mp4.part").exists()  # a failed job leaves nothing
 
 
 def test_truncated_webm_is_detected_by_its_duration(tmp_path: Path) -> None:
@@ -110,19 +116,22 @@ def corrupt(media: Path, tmp_path: Path) -> Path:
     return src
 
 
-def test_corrupt_frames_skip_counts_them(corrupt: Path, tmp_path: Path) -> None:
+def test_corrupt_frames_skip_counts_them_and_says_so(corrupt: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     code, report = rerender(corrupt, out, tmp_path, "source.on_error=skip")
     assert code == 0
-    assert report["nodes"]["source"]["extra"]["decode_errors"] > 0
-    assert 0 < probe(str(out))["frames"] < 300
+    extra = report["nodes"]["source"]["extra"]
+    assert extra["decode_errors"] > 0
+    assert 0 < probe(str(out))["frames"] == 300 - extra["lost"]["frames"] < 300
+    assert str(corrupt) in report["warnings"][0] and f"{extra['lost']['frames']} frames" in report["warnings"][0]
 
 
-def test_corrupt_frames_fail(corrupt: Path, tmp_path: Path) -> None:
+def test_corrupt_frames_fail_by_default(corrupt: Path, tmp_path: Path) -> None:
+    # a lossless job on a damaged file used to complete with exit 0 (on_error was skip by default)
     out = tmp_path / "out.mp4"
-    code, report = rerender(corrupt, out, tmp_path, "source.on_error=fail")
-    assert code != 0
-    assert "undecodable" in error_of(report, "source")
+    code, report = rerender(corrupt, out, tmp_path)
+    assert code == 1
+    assert str(corrupt) in error_of(report, "source") and "undecodable" in error_of(report, "source")
     assert not out.exists()
 
 
@@ -143,12 +152,13 @@ def test_not_a_video(tmp_path: Path) -> None:
     assert "cannot open" in error_of(report, "source")
 
 
-def test_unwritable_output_path(tmp_path: Path) -> None:
+def test_unwritable_output_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    code, report = rerender(tiny_clip(tmp_path / "tiny.mp4"), blocker / "out.mp4", tmp_path)
-    assert code != 0
-    assert "out.mp4" in error_of(report, "sink")
+    err = refused(tmp_path, capsys, RERENDER, f"source.path={tiny_clip(tmp_path / 'tiny.mp4')}",
+                  f"sink.path={blocker / 'out.mp4'}")
+    assert f"node 'sink' (mp4) path: {blocker / 'out.mp4'}: {blocker} is a file, not a folder" in err
+    assert blocker.read_text() == "a file where a folder should be"
 
 
 def test_absent_camera(tmp_path: Path) -> None:
@@ -160,13 +170,11 @@ def test_absent_camera(tmp_path: Path) -> None:
     assert "no camera at '/dev/video99'" in error_of(report, "cam")
 
 
-def test_missing_image_folder(tmp_path: Path) -> None:
+def test_missing_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     graph = tmp_path / "images.yaml"
     graph.write_text(f"name: imgs\nnodes:\n  - {{name: src, kind: images, params: {{path: {tmp_path / 'none'}}}}}\n"
                      "  - {name: sink, kind: discard}\nedges:\n  - src.out -> sink.in\n")
-    code, report = run(graph, tmp_path)
-    assert code != 0
-    assert "image folder not found" in error_of(report, "src")
+    assert f"node 'src' (images) path: {tmp_path / 'none'}: no such folder" in refused(tmp_path, capsys, graph)
 
 
 def test_unavailable_encoder(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_round_trip_keeps_every_frame_timestamp_and_audio(media: Path, tmp_path:
     assert not out.with_name(out.name + ".part").exists()
     before, after = probe(str(src)), probe(str(out))
     assert after["frames"] == before["frames"]
-    assert (after["width"], after["height"]) == (before["width"] - before["width"] % 2, before["height"] - before["height"] % 2)
+    assert (after["width"], after["height"]) == (before["width"] + before["width"] % 2, before["height"] + before["height"] % 2)
     frame = (before["pts"][-1] - before["pts"][0]) / max(1, before["frames"] - 1)
     shift = before["pts"][0]
     worst = max(abs((b - shift) - a) for a, b in zip(after["pts"], before["pts"], strict=True))

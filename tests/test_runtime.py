@@ -204,15 +204,18 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
 
 
 def test_fatal_node_error_fails_the_job_with_a_clear_message(tmp_path):
-    code, report, err = run_graph(tmp_path, """
+    out = tmp_path / "out.mp4"
+    code, report, err = run_graph(tmp_path, f"""
         nodes:
-          - {name: source, kind: synthetic, params: {width: 64, height: 48, frames: 10}}
-          - {name: sink, kind: mp4, params: {path: /proc/forbidden/out.mp4}}
+          - {{name: source, kind: synthetic, params: {{width: 64, height: 48, frames: 10}}}}
+          - {{name: sink, kind: mp4, params: {{path: {out}, codec: no_such_encoder}}}}
         edges: [source.out -> sink.in]
     """)
+    # an encoder FFmpeg lacks is found only when the first frame opens the stream (preflight cannot know)
     assert code == 1 and report["outcome"] == "failed"
-    assert "[sink] error:" in err and "/proc/forbidden/out.mp4" in err
+    assert "[sink] error:" in err and "no_such_encoder" in err
     assert report["nodes"]["sink"]["restarts"] == 0  # fatal errors are not retried
+    assert not out.exists() and not out.with_name("out.mp4.part").exists()  # a failed job leaves nothing behind
 
 
 def _free_port() -> int:

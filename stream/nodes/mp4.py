@@ -4,18 +4,22 @@ Timestamps: when frames come from `video` (stream.nodes.video) the output keeps 
 time base and every frame's pts exactly (minus the clip's `origin`), so a re-render has the same
 timing as its input, variable frame rate included; other frames get pts = message pts at `fps`.
 Audio arrives on its own port (join "any": whichever is ready first is muxed first; FFmpeg's
-interleaving muxer orders the packets) and is re-encoded to AAC at the same media time.
+interleaving muxer orders the packets) and is re-encoded to AAC at the same media time, one output
+track per input track (meta `track`). The input's sample aspect and colour description (meta
+`sar`, `colour`) are written to the stream and used for the RGB -> YUV conversion.
 
 The file is written as PATH.part and renamed to PATH only once the encoder has been flushed at
 end of stream, so a failed, crashed or killed job never leaves a file that looks complete
-(`finalize_on_stop` also completes it on Ctrl-C or --for, for live recordings).
+(`finalize_on_stop` also completes it on Ctrl-C or --for, for live recordings). A write that fails
+(a full disk, a path FFmpeg cannot write) is a NodeError naming the path, and removes the .part:
+what cannot be completed must not keep filling the disk.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Callable
 
 from stream.message import Message
 from stream.node import NodeError, Port, Sink
@@ -60,17 +64,23 @@ class Mp4Sink(Sink):
             if self.bitrate is not None and self.bitrate <= 0:
                 raise ValueError(f"bitrate must be > 0, got {self.bitrate}")
 
+    #: Set by setup() once the file is open; None (and nothing to clean up) if setup failed before.
+    container: Any = None
+
     def setup(self) -> None:
         import av
 
         self.output = AtomicOutput(self.params.path)
         fmt = {".mkv": "matroska"}.get(self.output.final.suffix, self.output.final.suffix.lstrip("."))
         try:
+            self.output.partial.open("wb").close()  # PyAV opens it only at the first packet: fail now, not then
             self.container = av.open(str(self.output.partial), mode="w", format=fmt)
         except (OSError, av.error.FFmpegError) as exc:
+            self.output.discard()
             raise NodeError(f"cannot write {self.output.final}: {exc}") from None
         self.video: Any = None
-        self.audio: Any = None
+        self.audio: list[Any] = []  # one stream per input audio track
+        self.colour: dict[str, int] | None = None
         self.origin = 0.0
         self.next_pts = 0
         self.early_audio: list[Message] = []
@@ -88,12 +98,14 @@ class Mp4Sink(Sink):
         time_base = Fraction(*msg.meta["time_base"]) if "time_base" in msg.meta and not p.fps else 1 / rate
         self.origin = float(msg.meta.get("origin", 0.0))
         self.frame_ticks = max(1, round(1 / (rate * time_base)))
+        self.colour = msg.meta.get("colour")
         self.video = add_video_stream(self.container, p.codec, rate, time_base, width, height,
-                                      crf=p.crf, preset=p.preset, bitrate=p.bitrate)
-        source_audio = msg.meta.get("audio")
-        if source_audio and self.audio_connected:
-            self.audio = add_audio_stream(self.container, int(source_audio["sample_rate"]), source_audio["layout"],
-                                          bitrate=p.audio_bitrate)
+                                      crf=p.crf, preset=p.preset, bitrate=p.bitrate, sar=msg.meta.get("sar"),
+                                      colour=self.colour)
+        if self.audio_connected:
+            self.audio = [add_audio_stream(self.container, int(track["sample_rate"]), track["layout"],
+                                           bitrate=p.audio_bitrate, language=track.get("language"))
+                          for track in msg.meta.get("audio") or []]
         for early in self.early_audio:
             self._audio(early)
         self.early_audio = []
@@ -117,13 +129,13 @@ class Mp4Sink(Sink):
         pts = max(pts, self.next_pts)  # strictly increasing, whatever upstream did
         self.next_pts = pts + 1
         # duration: so that the last frame lasts as long as the others
-        frame = video_frame(msg.buffers["image"], self.video, pts, self.frame_ticks)
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
+        frame = video_frame(msg.buffers["image"], self.video, pts, self.frame_ticks, self.colour)
+        self._write(lambda: self._mux(self.video, frame))
         self.counts["video_frames"] += 1
 
     def _audio(self, msg: Message) -> None:
-        if self.audio is None:
+        track = int(msg.meta.get("track", 0))
+        if track >= len(self.audio):
             self.counts["audio_ignored"] += 1
             return
         frame = audio_frame(msg)
@@ -133,18 +145,40 @@ class Mp4Sink(Sink):
                 return
             frame.pts = start
             frame.time_base = Fraction(1, frame.sample_rate)
-        for packet in self.audio.encode(frame):
-            self.container.mux(packet)
+        self._write(lambda: self._mux(self.audio[track], frame))
         self.counts["audio_messages"] += 1
 
+    def _mux(self, stream: Any, frame: Any) -> None:
+        """Encode `frame` (None: flush) on `stream` and mux what comes out."""
+        for packet in stream.encode(frame):
+            self.container.mux(packet)
+
+    def _write(self, step: Callable[[], None]) -> None:
+        """Run an encode/mux/close step; an I/O or FFmpeg error (ENOSPC, EIO, an unwritable path) becomes a
+        NodeError naming the output, after the .part is removed (a full disk must not stay full)."""
+        import av
+
+        try:
+            step()
+        except (OSError, av.error.FFmpegError) as exc:
+            self.done = True  # nothing left to close or keep
+            try:
+                self.container.close()
+            except (OSError, av.error.FFmpegError):
+                pass  # the same error again: the file is being removed anyway
+            self.output.discard()
+            raise NodeError(f"cannot write {self.output.final}: {exc} (the partial output was removed)") from None
+
     def finish(self) -> None:
-        for stream in (self.video, self.audio):
-            if stream is not None:
-                for packet in stream.encode():
-                    self.container.mux(packet)
-        self.container.close()
+        def flush_and_close() -> None:
+            for stream in (self.video, *self.audio):
+                if stream is not None:
+                    self._mux(stream, None)
+            self.container.close()
+
+        self._write(flush_and_close)
         if self.video is not None and (self.params.finalize_on_stop or not self.ctx.stopping()):
-            self.output.commit()
+            self._write(self.output.commit)
         elif self.video is not None:
             log.warning("stopped before the end: output left as %s", self.output.partial, extra={"node": self.ctx.name})
         else:
@@ -152,5 +186,10 @@ class Mp4Sink(Sink):
         self.done = True
 
     def close(self) -> None:
-        if not self.done and hasattr(self, "container"):  # crashed: keep the evidence as .part, never as the final name
-            self.container.close()
+        import av
+
+        if self.container is not None and not self.done:  # crashed: never the final name (the supervisor removes the .part)
+            try:
+                self.container.close()
+            except (OSError, av.error.FFmpegError) as exc:
+                log.warning("%s: %s", self.output.partial, exc, extra={"node": self.ctx.name})

@@ -4,16 +4,25 @@ Frames carry their real presentation timestamps (seconds) and message seq equals
 index in the clip, so a restart can resume exactly. Audio, when asked for, is decoded and sent
 on the `audio` port in step with the video: each video message is emitted together with the
 audio decoded since the previous one, so the encoder can mux it back in sync (see `stream.nodes.mp4`).
+Every audio track is kept (meta `track`). Frames reach the graph as a player shows them: rotated
+upright by the display matrix, with their sample aspect and colour description in meta
+(`stream.media.picture_meta`), so the sink writes what the input showed.
+
+Lost data is found, not only undecodable packets: a hole in the video timestamps of a constant-rate
+file, or in an audio track's samples, is a stretch the demuxer or decoder skipped without a word.
+A job on a file fails on it by default (naming the file and the seconds lost); with `skip` (the
+default for a live URL) it goes on and reports the loss (`lost` in its metrics, printed by the
+supervisor).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
 from stream.message import Message
 from stream.node import NodeError, Port, Source
-from stream.media import audio_message, open_input
+from stream.media import audio_message, open_input, picture_meta, still_image, upright_rgb
 from stream.pacing import Pacer
 from stream.params import param
 
@@ -25,8 +34,10 @@ class VideoSource(Source):
     """Frames (and audio) of a video file or network stream; start/end/loop; paced live or as fast as possible."""
 
     outputs = {
-        "out": Port("video", doc="RGB uint8 frames; pts = media time (s); meta fps, time_base, origin, audio"),
-        "audio": Port("audio", required=False, doc="planar audio since the previous frame (buffers['audio'])"),
+        "out": Port("video", doc="RGB uint8 frames, upright; pts = media time (s); meta fps, time_base, origin, "
+                                 "sar, colour, audio (one entry per track)"),
+        "audio": Port("audio", required=False, doc="planar audio since the previous frame (buffers['audio']), "
+                                                   "meta track"),
     }
 
     @dataclass
@@ -36,9 +47,11 @@ class VideoSource(Source):
         end: float | None = param(None, "second where the clip ends (None: to the end)")
         loop: bool = param(False, "start again at `start` after the end (pts keep increasing)")
         realtime: bool = param(False, "pace frames at their timestamps, like a camera")
-        audio: bool = param(True, "decode audio for the `audio` port when the input has it")
-        on_error: Literal["skip", "fail"] = param("skip", "undecodable packets: skip and count, or fail "
-                                                          "(a file that ends early fails either way)")
+        audio: bool = param(True, "decode every audio track for the `audio` port when the input has audio")
+        on_error: Literal["auto", "fail", "skip"] = param(
+            "auto", "lost data (undecodable packets, holes in the timestamps): fail naming the seconds lost, or skip "
+                    "them and report the loss at the end; auto: fail for a file, skip for a URL (a live stream loses "
+                    "packets and is joined between keyframes). A file that ends early fails either way")
         timeout: float = param(10.0, "seconds to wait for a network input")
 
         def __post_init__(self) -> None:
@@ -50,6 +63,8 @@ class VideoSource(Source):
     def setup(self) -> None:
         p = self.params
         self.container = open_input(p.path, p.timeout)
+        if still_image(self.container):
+            raise NodeError(f"{p.path} is a still image, not a video (a folder of images is the `images` source)")
         if not self.container.streams.video:
             raise NodeError(f"{p.path}: no video stream")
         self.video = self.container.streams.video[0]
@@ -57,11 +72,17 @@ class VideoSource(Source):
             raise NodeError(f"{p.path}: unsupported video codec (this FFmpeg has no decoder for it)")
         self.video.thread_type = "AUTO"
         decodable = [a for a in self.container.streams.audio if a.codec_context is not None]
-        self.audio = decodable[0] if p.audio and decodable else None
+        self.audio = decodable if p.audio else []
         self.rate = self.video.average_rate or self.video.guessed_rate or 30
+        base = self.video.base_rate
+        # holes in the timestamps can be seen only where every frame lasts the same
+        self.constant_rate = bool(base and abs(float(self.rate / base) - 1) < 0.01)
         self.first = 0
+        self.picture: dict[str, Any] | None = None  # from the first frame: rotation, aspect, colour
         self.counts = self.ctx.metrics.extra
         self.counts.update(decode_errors=0)
+        self.losses = Losses(p.path, fail=p.on_error == "fail" or (p.on_error == "auto" and "://" not in p.path))
+        self.counts["lost"] = self.losses.total  # what `skip` went on without, for the end-of-run report
 
     def length(self) -> int | None:
         if self.params.loop:
@@ -84,23 +105,27 @@ class VideoSource(Source):
     def skip_to(self, seq: int) -> None:
         self.first = seq
 
-    def _decoded(self) -> Iterator[tuple[str, Any]]:
-        """("video"|"audio", frame) in file order from `start` to `end`, once through the clip."""
+    def _decoded(self) -> Iterator[tuple[Any, Any]]:
+        """(stream, frame) in file order from `start` to `end`, once through the clip."""
         import av
 
         p = self.params
         if p.start > 0:
             self.container.seek(int(p.start / self.video.time_base), stream=self.video, backward=True)
-        streams = [s for s in (self.video, self.audio) if s is not None]
+        streams = [self.video, *self.audio]
         decoded, last_t = 0, None
         ended: set[Any] = set()  # streams past `end`; audio goes on to `end` after the video got there
+        frame_s = 1 / float(self.rate)
+        start = self.video.start_time
+        self.losses.new_pass((self.video, float(start * self.video.time_base)) if start is not None and p.start == 0
+                             else None)
         for packet in self.container.demux(streams):
             try:
                 frames = packet.decode()
-            except av.error.FFmpegError as exc:
-                if p.on_error == "fail":
-                    raise NodeError(f"{p.path}: undecodable data at pts {packet.pts}: {exc}") from None
+            except av.error.FFmpegError:
                 self.counts["decode_errors"] += 1
+                if packet.pts is not None:
+                    self.losses.error(packet.stream, float(packet.pts * packet.time_base))
                 continue
             for frame in frames:
                 t = frame.time if frame.pts is not None else None
@@ -111,11 +136,27 @@ class VideoSource(Source):
                     if len(ended) == len(streams):
                         return
                     continue
+                if t is not None:
+                    self._check_hole(packet.stream, frame, t, frame_s)
                 if packet.stream is self.video:
                     decoded += 1
                     last_t = t if t is not None else last_t
-                yield packet.stream.type, frame
+                yield packet.stream, frame
         self._check_complete(decoded, last_t)
+        self.losses.end_pass(last_t + frame_s if last_t is not None else p.start)
+
+    def _check_hole(self, stream: Any, frame: Any, t: float, frame_s: float) -> None:
+        """Tell `losses` where `frame` of `stream` starts and how long it lasts; a frame the decoder
+        could only conceal (flagged corrupt) fails the job, or is kept and counted with `skip`."""
+        if stream is self.video:
+            if frame.is_corrupt:
+                if self.losses.fail:
+                    raise NodeError(f"{self.params.path}: undecodable data: the video frame at {t:.2f} s is damaged "
+                                    f"(on_error: skip keeps it as decoded and reports the loss)")
+                self.counts["decode_errors"] += 1
+            self.losses.arrived(stream, t, frame_s, rate=float(self.rate) if self.constant_rate else None)
+        else:
+            self.losses.arrived(stream, t, frame.samples / frame.sample_rate)
 
     def _check_complete(self, decoded: int, last_t: float | None) -> None:
         """A file whose frames stop before the duration it declares (or, without one, its frame count) is
@@ -156,14 +197,17 @@ class VideoSource(Source):
         index = 0
         pacer = Pacer(p.realtime)
         pending: Message | None = None
-        audio = AudioQueue()
+        audio = AudioQueue(len(self.audio))
+        tracks = {a.index: track for track, a in enumerate(self.audio)}
         while True:
             last_t = None
-            for kind, frame in self._decoded():
-                if kind == "audio":
+            for stream, frame in self._decoded():
+                if stream is not self.video:
                     if index >= self.first:
-                        audio.put(frame, offset)
+                        audio.put(tracks[stream.index], frame, offset)
                     continue
+                if self.picture is None:
+                    self.picture = picture_meta(frame, self.video)
                 t = (frame.time if frame.pts is not None else index / float(self.rate)) + offset
                 last_t = t - offset
                 if index >= self.first:
@@ -171,7 +215,7 @@ class VideoSource(Source):
                         yield from audio.with_video(pending, until=t)
                     pacer.wait(t)
                     pending = Message(pts=t, capture_ts=time.time(), meta=self._meta(),
-                                      buffers={"image": frame.to_ndarray(format="rgb24")})
+                                      buffers={"image": upright_rgb(frame, self.picture)})
                 index += 1
             if not p.loop or last_t is None or self.ctx.stopping():
                 break
@@ -185,9 +229,12 @@ class VideoSource(Source):
             "fps": [self.rate.numerator, self.rate.denominator],
             "time_base": [self.video.time_base.numerator, self.video.time_base.denominator],
             "origin": self.params.start,
+            "sar": self.picture["sar"],
+            "colour": self.picture["colour"],
         }
-        if self.audio is not None:
-            meta["audio"] = {"sample_rate": self.audio.rate, "layout": self.audio.layout.name}
+        if self.audio:
+            meta["audio"] = [{"sample_rate": a.rate, "layout": a.layout.name, "language": a.language}
+                             for a in self.audio]
         return meta
 
     def close(self) -> None:
@@ -195,43 +242,125 @@ class VideoSource(Source):
             self.container.close()
 
 
+@dataclass
+class Losses:
+    """The stretches of a file that never became frames: undecodable packets, and holes where a
+    stream's next frame starts clearly after the previous one ended (garbage can make the demuxer
+    or decoder skip data without an error). With `fail` the first stretch raises a NodeError naming
+    the file and its seconds; otherwise `total` adds them up for the end-of-run report."""
+
+    path: str
+    fail: bool
+    total: dict[str, Any] = field(default_factory=lambda: {"frames": 0, "video_s": 0.0, "audio_s": 0.0,
+                                                           "ranges": [], "file": ""})
+    next_t: dict[Any, float] = field(default_factory=dict)        # stream -> where its next frame should start
+    errors: dict[Any, list[float]] = field(default_factory=dict)  # stream -> failed packets' times since its last frame
+
+    def __post_init__(self) -> None:
+        self.total["file"] = self.path
+
+    def new_pass(self, video_start: tuple[Any, float] | None = None) -> None:
+        """Forget the previous pass (a loop seeks back); `video_start`: (stream, where its first frame is due)."""
+        self.next_t = dict([video_start]) if video_start else {}
+        self.errors = {}
+
+    def error(self, stream: Any, t: float) -> None:
+        self.errors.setdefault(stream, []).append(t)
+
+    def arrived(self, stream: Any, t: float, duration: float, rate: float | None = None) -> None:
+        """A good frame of `stream` starts at `t`, lasting `duration`. Video: `rate` where the file's rate
+        is constant (the frames lost are counted from the hole), else (variable rate: no hole can be told
+        from a long frame) each failed packet counts as a frame lost. Failed packets that left no hole
+        lost nothing (the decoder recovered): they stay in decode_errors only."""
+        due, failed = self.next_t.get(stream), self.errors.pop(stream, [])
+        self.next_t[stream] = t + duration
+        video = stream.type == "video"
+        timed = rate is not None or not video
+        hole = t - due if timed and due is not None and t - due > duration / 2 else 0.0
+        frames = 0 if not video else round(hole * rate) if rate else len(failed)
+        if not hole and not frames:
+            return
+        begin = min([t - hole, *failed])
+        if self.fail:
+            track = 0 if video else stream.container.streams.audio.index(stream) + 1
+            what = f"video ({frames} frames)" if video else f"audio (track {track})"
+            raise NodeError(f"{self.path}: undecodable data: {what} lost from {begin:.2f} s to {t:.2f} s "
+                            f"(on_error: skip goes on without it and reports the loss)")
+        self._add(video, begin, t, frames)
+
+    def end_pass(self, video_end: float) -> None:
+        """Packets that failed after the last good frame of their stream: lost up to where the video ends."""
+        for stream, failed in self.errors.items():
+            if self.fail:
+                raise NodeError(f"{self.path}: undecodable data: {stream.type} lost from {min(failed):.2f} s "
+                                f"to the end (on_error: skip goes on without it and reports the loss)")
+            self._add(stream.type == "video", min(failed), max(video_end, min(failed)), len(failed))
+        self.errors = {}
+
+    def _add(self, video: bool, begin: float, end: float, frames: int) -> None:
+        key = "video_s" if video else "audio_s"
+        self.total[key] = round(self.total[key] + end - begin, 3)
+        self.total["frames"] += frames if video else 0
+        self.total["ranges"].append([key[:5], round(begin, 3), round(end, 3)])
+
+
 class AudioQueue:
-    """Decoded audio waiting to be sent next to the video frame it plays with.
+    """Decoded audio, per track, waiting to be sent next to the video frame it plays with.
 
     Containers interleave audio in chunks (often half a second ahead of the video); sending each
     frame's share with it keeps every audio message small (the wire bounds a dimension at 16384)
-    and the two streams in step through the graph.
+    and the streams in step through the graph. A frame's bundle carries one audio message, of the
+    track whose due audio is the oldest, so with several tracks they take turns and every message
+    keeps its frame's seq (seq = frame index): only a track that has more due than one message holds
+    is sent at once, in audio-only bundles, as is everything after the last frame.
     """
 
-    def __init__(self) -> None:
-        self.frames: list[tuple[Any, float]] = []
+    def __init__(self, tracks: int) -> None:
+        self.queues: list[list[tuple[Any, float]]] = [[] for _ in range(tracks)]
 
-    def put(self, frame: Any, offset: float) -> None:
-        self.frames.append((frame, offset))
+    def put(self, track: int, frame: Any, offset: float) -> None:
+        self.queues[track].append((frame, offset))
 
-    def _take(self, until: float | None) -> list[tuple[Any, float]]:
-        """The queued frames that start before `until` (all with None), at most MAX_SAMPLES in all."""
-        taken, samples = [], 0
-        while self.frames and samples + self.frames[0][0].samples <= MAX_SAMPLES:
-            frame, offset = self.frames[0]
+    def _due(self, track: int, until: float | None) -> list[Any]:
+        """The queued frames of `track` that start before `until` (all of them with None), in order."""
+        due = []
+        for frame, offset in self.queues[track]:
             if until is not None and frame.pts is not None and frame.time + offset >= until:
                 break
-            taken.append(self.frames.pop(0))
-            samples += frame.samples
-        return taken
+            due.append(frame)
+        return due
 
-    @staticmethod
-    def _message(taken: list[tuple[Any, float]]) -> Message:
-        msg = audio_message([frame for frame, _ in taken])
+    def _take(self, track: int, until: float | None) -> Message | None:
+        """One message of `track`'s due frames (at most MAX_SAMPLES samples), None when none is due."""
+        queue, taken, samples = self.queues[track], [], 0
+        for frame in self._due(track, until):
+            if samples + frame.samples > MAX_SAMPLES:
+                break
+            taken.append(queue.pop(0))
+            samples += frame.samples
+        if not taken:
+            return None
+        msg = audio_message([frame for frame, _ in taken], track)
         msg.pts = None if msg.pts is None else msg.pts + taken[0][1]
         return msg
 
+    def _oldest(self, until: float | None) -> int | None:
+        """The track whose due audio starts first."""
+        due = [k for k in range(len(self.queues)) if self._due(k, until)]
+        return min(due, key=lambda k: self.queues[k][0][0].time + self.queues[k][0][1], default=None)
+
+    def _backlog(self, until: float | None) -> int | None:
+        """A track with more audio due than one message holds (at the end, with any audio left)."""
+        return next((k for k in range(len(self.queues)) if (due := self._due(k, until)) and
+                     (until is None or sum(f.samples for f in due) > MAX_SAMPLES)), None)
+
     def with_video(self, video: Message, until: float | None) -> Iterator[dict[str, Message]]:
-        """{"out": video, "audio": the audio due before `until`}, then audio-only bundles for what did not fit."""
+        """{"out": video, "audio": the oldest track's audio due before `until`}, then audio-only bundles for
+        what cannot wait (a backlog over one message, or everything after the last frame)."""
         bundle = {"out": video}
-        taken = self._take(until)
-        if taken:
-            bundle["audio"] = self._message(taken)
+        track = self._oldest(until)
+        if track is not None and (msg := self._take(track, until)) is not None:
+            bundle["audio"] = msg
         yield bundle
-        while (taken := self._take(until)):
-            yield {"audio": self._message(taken)}
+        while (track := self._backlog(until)) is not None and (msg := self._take(track, until)) is not None:
+            yield {"audio": msg}
