@@ -46,6 +46,7 @@ class NodeMetrics:
     process: Timings = field(default_factory=Timings)
     latency: Timings = field(default_factory=Timings)  # capture -> arrival at this node (sinks)
     extra: dict[str, Any] = field(default_factory=dict)  # node-specific counters (e.g. integrity checks)
+    state: str | None = None  # what the node is doing when it is not processing ("compiling", "waiting for ...")
     started: float = field(default_factory=time.time)
 
     def snapshot(self) -> dict[str, Any]:
@@ -56,5 +57,5 @@ class NodeMetrics:
             "last_seq": self.last_seq,
             "total": self.total, "fps": round(max(self.frames_in, self.frames_out) / elapsed, 2),
             "process": self.process.percentiles_ms(), "latency": self.latency.percentiles_ms(),
-            "extra": dict(self.extra),
+            "extra": dict(self.extra), "state": self.state,
         }

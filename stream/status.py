@@ -31,6 +31,8 @@ class StatusView:
             if not m:
                 continue
             text = f"{name} {m.get('fps', 0):.1f}fps p50 {_ms(m['process']['p50_ms'])}ms"
+            if m.get("state"):
+                text += f" [{m['state']}]"
             if name in self.graph.sinks():
                 text += f" latency p50 {_ms(m['latency']['p50_ms'])}/p99 {_ms(m['latency']['p99_ms'])}ms"
             if m.get("drops") or m.get("rejected"):
