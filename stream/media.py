@@ -66,6 +66,19 @@ def still_image(container: Any) -> bool:
     return name in _STILL_DEMUXERS or name.endswith("_pipe")
 
 
+def video_stream(container: Any, path: str) -> Any:
+    """The first video stream of an opened input, or NodeError saying why there is none to decode: a
+    still picture, no video stream, or a codec this FFmpeg cannot decode."""
+    if still_image(container):
+        raise NodeError(f"{path} is a still image, not a video (a folder of images is the `images` source)")
+    if not container.streams.video:
+        raise NodeError(f"{path}: no video stream")
+    video = container.streams.video[0]
+    if video.codec_context is None:  # PyAV leaves it unset where FFmpeg has no decoder
+        raise NodeError(f"{path}: unsupported video codec (this FFmpeg has no decoder for it)")
+    return video
+
+
 def picture_meta(frame: Any, stream: Any) -> dict[str, Any]:
     """How a player shows `stream` (from its first decoded `frame`): quarter turns to apply (`rotate`,
     counter-clockwise, from the display matrix), sample aspect (`sar`, [num, den], of the upright

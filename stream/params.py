@@ -104,8 +104,9 @@ def describe_params(cls: type) -> list[tuple[str, str, str, str]]:
 
 
 #: What a string parameter names on disk, so that `run` and `validate` can check it before any node
-#: starts (stream.preflight): a file or URL read, a folder read, a file written, a numbered pattern written.
-FileRole = Literal["input", "folder", "output", "pattern"]
+#: starts (stream.preflight): a file or URL read, a video file or URL read (opened to see that it holds
+#: a decodable video), a folder read, a file written, a numbered pattern written.
+FileRole = Literal["input", "video", "folder", "output", "pattern"]
 
 
 def param(default: Any = dataclasses.MISSING, doc: str = "", *, file: FileRole | None = None,

@@ -1,10 +1,11 @@
 """What a graph's parameters alone say about its files and models, checked before any node starts.
 
 A node kind marks its string parameters with what they name (``param(file=...)``: a file or URL it
-reads, a folder it reads, a file it writes, a numbered pattern it writes; ``param(weights=...)``: a
-shipped name or checkpoint of a weights family). From those marks alone `check_graph` finds the
-mistakes that would otherwise surface only inside a node process, after other nodes did work: an
-input that does not exist or is a folder, an output that resolves to one of the inputs (also through
+reads, a video file or URL it decodes, a folder it reads, a file it writes, a numbered pattern it
+writes; ``param(weights=...)``: a shipped name or checkpoint of a weights family). From those marks
+alone `check_graph` finds the mistakes that would otherwise surface only inside a node process,
+after other nodes did work: an input that does not exist or is a folder, a local video that FFmpeg
+cannot open or that holds no decodable video (a text file, a still image), an output that resolves to one of the inputs (also through
 links: the job would destroy the user's file), an output that is a folder or lies in a folder that
 cannot be written, a model name that is not shipped. `run` and `validate` refuse such a graph (exit 2).
 """
@@ -65,17 +66,30 @@ def folder_problem(output: Path) -> str | None:
 
 
 def _input_problem(path: str, role: str) -> str | None:
-    if role == "input" and is_url(path):
-        return None
+    if role != "folder" and is_url(path):
+        return None  # a stream is opened by its node, which waits for it (`timeout`)
     p = Path(path)
     if not p.exists():
         return f"{path}: no such {'folder' if role == 'folder' else 'file'}"
-    if role == "input" and p.is_dir():
+    if role != "folder" and p.is_dir():
         return f"{path}: is a folder, not a file"
     if role == "folder" and not p.is_dir():
         return f"{path}: is a file, not a folder"
     if not os.access(p, os.R_OK):
         return f"{path}: not readable (permission denied)"
+    return _video_problem(path) if role == "video" else None
+
+
+def _video_problem(path: str) -> str | None:
+    """Why FFmpeg finds no video to decode in a local file (its header only: opening reads no frames)."""
+    from stream.media import open_input, video_stream
+    from stream.node import NodeError
+
+    try:
+        with open_input(path) as container:
+            video_stream(container, path)
+    except NodeError as exc:
+        return str(exc)
     return None
 
 
@@ -100,11 +114,11 @@ def check_graph(graph: "GraphSpec", host: str | None = None) -> list[str]:
     by its node and parameter. Inputs are checked first, so an output can be compared with all of them."""
     specs = [s for s in graph.nodes.values() if host is None or s.host == host]
     marked = [(spec, *m) for spec in specs for m in _marked(spec)]
-    inputs = [value for _, _, value, role, _ in marked if role == "input"]
+    inputs = [value for _, _, value, role, _ in marked if role in ("input", "video")]
     folders = [value for _, _, value, role, _ in marked if role == "folder"]
     problems = []
     for spec, name, value, role, family in marked:
-        if role in ("input", "folder"):
+        if role in ("input", "video", "folder"):
             problem = _input_problem(value, role)
         elif role in ("output", "pattern"):
             problem = _output_problem(value, role, inputs, folders)

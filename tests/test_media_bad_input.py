@@ -50,13 +50,13 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert not out.exists()
 
 
-def test_truncated_file_with_index_at_the_end_cannot_open(media: Path, tmp_path: Path) -> None:
+def test_truncated_file_with_index_at_the_end_cannot_open(media: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
     src = tmp_path / "cut.mp4"
     src.write_bytes((media / "video" / "gvhmr_tennis.mp4").read_bytes()[:500_000])  # moov atom lost
     out = tmp_path / "out.mp4"
-    code, report = rerender(src, out, tmp_path)
-    assert code != 0
-    assert "cannot open" in error_of(report, "source") and "truncated" in error_of(report, "source")
+    err = refused(tmp_path, capsys, RERENDER, f"source.path={src}", f"sink.path={out}")
+    assert f"cannot open {src}" in err and "truncated" in err
     assert not out.exists()
 
 
@@ -135,21 +135,19 @@ def test_corrupt_frames_fail_by_default(corrupt: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
-def test_unsupported_codec(tmp_path: Path) -> None:
+def test_unsupported_codec(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tiny_clip(tmp_path / "tiny.mkv").read_bytes()
     src = tmp_path / "unknown_codec.mkv"
     src.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_XXXXX/ISO/XYZ"))  # a codec id FFmpeg does not know
-    code, report = rerender(src, tmp_path / "out.mp4", tmp_path)
-    assert code != 0
-    assert "unsupported video codec" in error_of(report, "source")
+    err = refused(tmp_path, capsys, RERENDER, f"source.path={src}", f"sink.path={tmp_path / 'out.mp4'}")
+    assert f"{src}: unsupported video codec" in err
 
 
-def test_not_a_video(tmp_path: Path) -> None:
+def test_not_a_video(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     src = tmp_path / "notes.mp4"
     src.write_text("not a video\n" * 100)
-    code, report = rerender(src, tmp_path / "out.mp4", tmp_path)
-    assert code != 0
-    assert "cannot open" in error_of(report, "source")
+    err = refused(tmp_path, capsys, RERENDER, f"source.path={src}", f"sink.path={tmp_path / 'out.mp4'}")
+    assert f"cannot open {src}" in err
 
 
 def test_unwritable_output_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

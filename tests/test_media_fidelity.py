@@ -203,13 +203,14 @@ def test_odd_size_is_padded_with_a_warning(tmp_path: Path, capfd: pytest.Capture
 
 # -- refusals and write errors ------------------------------------------------------------------
 
-def test_still_image_is_refused(tmp_path: Path) -> None:
+def test_still_image_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it used to be re-rendered as a one-frame video; now refused before any node starts
     src = tmp_path / "photo.png"
     frame = av.VideoFrame.from_ndarray(moving_picture(0, 48, 64), format="rgb24")
     frame.save(str(src))
-    code, report = rerender(src, tmp_path / "out.mp4")
-    assert code == 1
-    assert report["nodes"]["source"]["error"] == f"{src} is a still image, not a video (a folder of images is the `images` source)"
+    assert main(["run", "rerender", "--quiet", "--set", f"source.path={src}", "--set",
+                 f"sink.path={tmp_path / 'out.mp4'}"]) == 2
+    assert f"{src} is a still image, not a video (a folder of images is the `images` source)" in capsys.readouterr().err
 
 
 def test_full_disk_names_the_path_and_removes_the_partial(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

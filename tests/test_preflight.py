@@ -74,6 +74,22 @@ def test_missing_or_folder_inputs_and_bad_outputs_are_named_with_their_node(tmp_
     assert f"{blocker} is a file, not a folder" in err
 
 
+def test_a_video_input_that_holds_no_video_is_refused(tmp_path, capsys):
+    # a text file, a still picture and an empty file used to exit 1 from inside the source, after the
+    # other nodes had started
+    from PIL import Image
+
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    Image.new("RGB", (32, 24), "red").save(tmp_path / "still.png")
+    (tmp_path / "empty.mkv").write_bytes(b"")
+    for name, why in (("notes.mp4", "cannot open"), ("still.png", "is a still image, not a video"),
+                      ("empty.mkv", "cannot open")):
+        err = refused(capsys, "run", "rerender", "--set", f"source.path={tmp_path / name}",
+                      "--set", f"sink.path={tmp_path / 'out.mp4'}")
+        assert f"node 'source' (video) path: " in err and str(tmp_path / name) in err and why in err, err
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_an_unknown_model_name_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     err = refused(capsys, "run", "demo", "--set", "style.model=van_gogh")

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Literal
 
 from stream.message import Message
 from stream.node import NodeError, Port, Source
-from stream.media import audio_message, open_input, picture_meta, still_image, upright_rgb
+from stream.media import audio_message, open_input, picture_meta, upright_rgb, video_stream
 from stream.pacing import Pacer
 from stream.params import param
 
@@ -42,7 +42,7 @@ class VideoSource(Source):
 
     @dataclass
     class Params:
-        path: str = param(doc="video file, or URL (rtsp://, http(s)://, udp://, tcp://)", file="input")
+        path: str = param(doc="video file, or URL (rtsp://, http(s)://, udp://, tcp://)", file="video")
         start: float = param(0.0, "first second of the clip to emit")
         end: float | None = param(None, "second where the clip ends (None: to the end)")
         loop: bool = param(False, "start again at `start` after the end (pts keep increasing)")
@@ -63,13 +63,7 @@ class VideoSource(Source):
     def setup(self) -> None:
         p = self.params
         self.container = open_input(p.path, p.timeout)
-        if still_image(self.container):
-            raise NodeError(f"{p.path} is a still image, not a video (a folder of images is the `images` source)")
-        if not self.container.streams.video:
-            raise NodeError(f"{p.path}: no video stream")
-        self.video = self.container.streams.video[0]
-        if self.video.codec_context is None:  # PyAV leaves it unset where FFmpeg has no decoder
-            raise NodeError(f"{p.path}: unsupported video codec (this FFmpeg has no decoder for it)")
+        self.video = video_stream(self.container, p.path)
         self.video.thread_type = "AUTO"
         decodable = [a for a in self.container.streams.audio if a.codec_context is not None]
         self.audio = decodable if p.audio else []
