@@ -280,23 +280,49 @@ def probe(path: str) -> dict[str, Any]:
 
 
 def write_video(path: Path, images: Iterable[np.ndarray], codec: str = "libx264", fps: int = 30,
-                options: dict[str, str] | None = None) -> Path:
+                options: dict[str, str] | None = None, *, pix_fmt: str = "yuv420p", encoder: dict[str, str] | None = None,
+                audio_tracks: int = 0, rotation: int | None = None, sar: Fraction | None = None,
+                colour: dict[str, int] | None = None) -> Path:
     """`images` (RGB uint8, all one size) as a video file, one frame each, pts 0, 1, 2...; ``options``
-    for the container (e.g. ``movflags=faststart``: the index first, so a truncated copy still opens).
-    Made for tests and benchmarks, which need real files of known content."""
+    for the container (e.g. ``movflags=faststart``: the index first, so a truncated copy still opens),
+    `encoder` for the video encoder (e.g. ``preset``, ``crf``). What phones and broadcasters write, on request: `audio_tracks` AAC stereo tracks at 48 kHz (track
+    k a sine of 440 * (k + 1) Hz), a display `rotation` (degrees counter-clockwise), a sample aspect
+    `sar`, a `colour` description (FFmpeg's codes; BT.709 limited range converts the frames with that
+    matrix). Made for tests and benchmarks, which need real files of known content."""
     import av
 
+    rate = 48_000
     with av.open(str(path), "w", options=options or {}) as c:
-        s = None
+        s, audio, sample = None, [], 0
         for i, image in enumerate(images):
             if s is None:
                 s = c.add_stream(codec, rate=fps)
                 s.height, s.width = image.shape[:2]
-                s.pix_fmt = "yuv420p"
+                s.pix_fmt = pix_fmt  # an odd size needs one without subsampling (rgb24 with libx264rgb)
+                s.options = encoder or {}
+                if sar:
+                    s.codec_context.sample_aspect_ratio = sar
+                for key, value in (colour or {}).items():
+                    setattr(s.codec_context, key, value)
+                if rotation is not None:
+                    s.set_display_rotation(rotation)
+                audio = [c.add_stream("aac", rate=rate, layout="stereo") for _ in range(audio_tracks)]
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if colour:
+                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
             frame.pts = i
             for packet in s.encode(frame):
                 c.mux(packet)
-        for packet in s.encode():
-            c.mux(packet)
+            while audio and sample < (i + 1) * rate / fps:
+                for k, stream in enumerate(audio):
+                    t = np.arange(sample, sample + 1024) / rate
+                    wave = (0.3 * np.sin(2 * np.pi * 440 * (k + 1) * t)).astype(np.float32)
+                    chunk = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
+                    chunk.sample_rate, chunk.pts = rate, sample
+                    for packet in stream.encode(chunk):
+                        c.mux(packet)
+                sample += 1024
+        for stream in (s, *audio):
+            for packet in stream.encode():
+                c.mux(packet)
     return path

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from launch.cli import main
-from stream.media import probe
+from stream.media import probe, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 RERENDER = str(REPO / "graphs" / "rerender.yaml")
@@ -38,42 +38,11 @@ def moving_picture(i: int, height: int, width: int) -> np.ndarray:
 
 
 def make_clip(path: Path, frames: int = 150, fps: int = 30, height: int = 240, width: int = 320, tracks: int = 1,
-              picture: Callable[[int, int, int], np.ndarray] = moving_picture, rotation: int | None = None,
-              sar: Fraction | None = None, colour: dict[str, int] | None = None) -> Path:
-    """An H.264 clip with `tracks` AAC stereo tracks (track k a sine of 440 * (k + 1) Hz), optionally
-    with a display rotation (degrees counter-clockwise), a sample aspect and a colour description
-    (its frames then converted with that matrix and range)."""
-    with av.open(str(path), "w") as c:
-        video = c.add_stream("libx264", rate=fps)
-        video.height, video.width, video.pix_fmt = height, width, "yuv420p"
-        video.options = {"preset": "ultrafast", "crf": "18"}
-        if sar:
-            video.codec_context.sample_aspect_ratio = sar
-        for key, value in (colour or {}).items():
-            setattr(video.codec_context, key, value)
-        if rotation is not None:
-            video.set_display_rotation(rotation)
-        audio = [c.add_stream("aac", rate=RATE, layout="stereo") for _ in range(tracks)]
-        sample = 0
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(i, height, width), format="rgb24")
-            if colour:
-                frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
-            frame.pts = i
-            for packet in video.encode(frame):
-                c.mux(packet)
-            while sample < (i + 1) * RATE / fps:
-                for k, stream in enumerate(audio):
-                    wave = (0.3 * np.sin(2 * np.pi * 440 * (k + 1) * np.arange(sample, sample + 1024) / RATE)).astype(np.float32)
-                    chunk = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
-                    chunk.sample_rate, chunk.pts = RATE, sample
-                    for packet in stream.encode(chunk):
-                        c.mux(packet)
-                sample += 1024
-        for stream in (video, *audio):
-            for packet in stream.encode():
-                c.mux(packet)
-    return path
+              picture: Callable[[int, int, int], np.ndarray] = moving_picture, **what: Any) -> Path:
+    """An H.264 clip of `picture` with `tracks` AAC stereo tracks (track k a sine of 440 * (k + 1) Hz), and
+    what `write_video` adds on request (rotation, sample aspect, colour description)."""
+    return write_video(path, (picture(i, height, width) for i in range(frames)), fps=fps,
+                       encoder={"preset": "ultrafast", "crf": "18"}, audio_tracks=tracks, **what)
 
 
 def first_frame(path: Path, **to_rgb: Any) -> tuple[np.ndarray, Any]:
