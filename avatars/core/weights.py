@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from avatars.core.checkpoint import FAMILIES, read_record
-
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 
@@ -42,6 +40,8 @@ def resolve_weights(name_or_path: str | Path, family: str) -> Path:
 
     FileNotFoundError listing the family's names; CheckpointError where the name is another family's.
     """
+    from avatars.core.checkpoint import FAMILIES, read_record  # torch: the command line starts without it
+
     if family not in FAMILIES:
         raise ValueError(f"unknown weights family {family!r} (known: {', '.join(FAMILIES)})")
     path = Path(name_or_path)
