@@ -198,11 +198,13 @@ def _train_config(args: argparse.Namespace, out: Path, data_meta: dict):
         change["time_limit_s"] = args.minutes * 60 if args.minutes is not None else None
     resume = not args.no_resume and out.exists()
     if not resume:
+        if "lr" in change and "lr_final" not in change:  # the default decay is to a tenth of the lr given
+            change["lr_final"] = change["lr"] / 10
         return dataclasses.replace(AvatarTrainConfig(args.data), **change), None
     meta = _checkpoint_meta(out, "avatar checkpoint to resume")
     if "train" not in meta or "step" not in meta:
         raise Refused(f"{out}: an avatar without a training record, cannot resume it (--no-resume overwrites it)")
-    base = AvatarTrainConfig(**meta["train"])
+    base = AvatarTrainConfig(**{"mip_sampling": False, **meta["train"]})  # records before it trained without
     have = {"kind": base.kind, "size": _generator_name(base.generator), "texture_size": base.texture_size}
     for key, given in have.items():
         if getattr(args, key) is not None and getattr(args, key) != given:
@@ -350,12 +352,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch-size", type=_positive_int, metavar="N", help="frames per step (4)")
     t.add_argument("--lr", type=float, metavar="LR", help="generator learning rate (5e-4)")
     t.add_argument("--lr-final", type=float, metavar="LR", help="the generator's learning rate decays (cosine) to "
-                   "this by the run's end, the textures' by the same factor (default: constant)")
-    t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (5e-3)")
+                   "this by the run's end, the textures' by the same factor (default: a tenth of --lr, 5e-5; "
+                   "the lr itself: constant)")
+    t.add_argument("--texture-lr", type=float, metavar="LR", help="texture learning rate (1e-3)")
     t.add_argument("--texture-eps", type=float, metavar="EPS", help="Adam's epsilon for the textures (1e-8)")
     t.add_argument("--mip-sampling", action=argparse.BooleanOptionalAction, default=None,
                    help="textured: sample the textures at the mip level of the output's texel footprint in "
-                   "training and scoring, as the renderer does (default off)")
+                   "training and scoring, as the renderer does (default on: level 0 alone speckles)")
     t.add_argument("--texture-size", type=_positive_int, metavar="PX", help="side of each part's texture (256)")
     t.add_argument("--crop-size", type=_positive_int, metavar="PX",
                    help="the generator's crop (default: the dataset's, at most 128); outputs are rendered at the dataset's")
@@ -363,7 +366,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the perceptual loss at this size (128; the pixel L1 stays at the dataset's)")
     t.add_argument("--perceptual-weight", type=float, metavar="W", help="VGG-19 perceptual L1 (1)")
     t.add_argument("--mask-weight", type=float, metavar="W", help="mask BCE (1)")
-    t.add_argument("--pixel-weight", type=float, metavar="W", help="L1 on pixels (0)")
+    t.add_argument("--pixel-weight", type=float, metavar="W", help="L1 on pixels (1)")
     t.add_argument("--pretrain-steps", type=int, metavar="N",
                    help="textured: steps on the exact part/UV maps (mannequin) or skeleton-derived labels (300)")
     t.add_argument("--texel-prior", type=float, metavar="K", help="textured: a first texel is (sum + K * the coarser "

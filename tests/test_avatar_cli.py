@@ -79,7 +79,7 @@ def test_train_avatar_writes_checkpoint_samples_and_curve_and_reports_them(check
     assert f"checkpoint    {a}" in out and f"samples       {samples}/" in out and "latest step_000010.png" in out
     assert f"loss curve    {a.with_name('tex_loss.png')}" in out and "steps         10 (10 this run)" in out
     printed = dict(re.findall(r"(\w+) ([0-9.e+-]+)", out.split("final losses")[1].split("(mean")[0]))
-    assert set(printed) == {"perceptual", "mask", "aux", "total"} == set(rec["final_losses"])  # aux: toward the init maps
+    assert set(printed) == {"perceptual", "mask", "pixel", "aux", "total"} == set(rec["final_losses"])  # aux: toward the init maps
     for k, v in rec["final_losses"].items():
         assert float(printed[k]) == pytest.approx(v, rel=1e-3)
     assert _record(checkpoints["direct"])["kind"] == "direct"

@@ -92,15 +92,15 @@ class AvatarTrainConfig:
     steps: int = 2000
     batch_size: int = 4
     lr: float = 5e-4
-    texture_lr: float = 5e-3
+    texture_lr: float = 1e-3
     texture_eps: float = 1e-8            # Adam's epsilon for the textures: larger damps the steps of rarely seen texels
-    mip_sampling: bool = False           # textured: train (and render) at the mip level of the output's footprint
-    lr_final: float | None = None        # the network's lr decays (cosine) to this over the run, the
-    #                                      textures' by the same factor; None: constant
+    mip_sampling: bool = True            # textured: train (and render) at the mip level of the output's footprint
+    lr_final: float | None = 5e-5        # the network's lr decays (cosine) to this over the run (a tenth),
+    #                                      the textures' by the same factor; None (or lr): constant
     perceptual_weight: float = 1.0
     perceptual_size: int | None = 128    # the perceptual loss at this size (area-resized); None: the dataset's
     mask_weight: float = 1.0
-    pixel_weight: float = 0.0            # optional L1 on pixels (at the dataset's resolution)
+    pixel_weight: float = 1.0            # L1 on pixels (at the dataset's resolution)
     pretrain_steps: int = 300            # textured: generator on exact part/UV maps or skeleton labels
     pretrain_lr: float = 2e-3
     texel_prior: float = 2.0             # initial texel = (sum + k * coarser mean) / (count + k); 0: the paper's mean
@@ -341,7 +341,7 @@ def train_avatar(cfg: AvatarTrainConfig, out: str | Path, resume: bool = True, p
             save_loss_curve(curve, log.history)
 
     def losses() -> dict[str, torch.Tensor]:
-        final = None if cfg.lr_final is None else cfg.lr_final / cfg.lr
+        final = None if cfg.lr_final is None or cfg.lr == 0 else cfg.lr_final / cfg.lr  # lr 0: frozen
         decay = cosine(1.0, final, run_progress(cfg, log.step, log.seconds))
         for group, lr in zip(optimizer.param_groups, (cfg.lr, cfg.texture_lr)):
             group["lr"] = lr * decay
