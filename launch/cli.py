@@ -36,7 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph, overrides = _load(args)
     with refusing(ValueError):  # a host the graph places no node on
         sup = Supervisor(graph, overrides, host=args.host, duration=args.duration,
-                         report_path=Path(args.report) if args.report else None, quiet=args.quiet)
+                         report_path=Path(args.report) if args.report else None, quiet=args.quiet,
+                         overwrite=args.overwrite)
     code = sup.run()
     if code == Exit.OK:
         for name, path in _outputs(graph, sup.host):
@@ -48,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     graph, _ = _load(args)
-    if problems := check_graph(graph, args.host):  # what `run` would refuse: files and models named
+    if problems := check_graph(graph, args.host, args.overwrite):  # what `run` would refuse: files and models named
         raise Refused(str(GraphError(graph.path, problems)))
     print(f"{graph.path}: ok ({len(graph.nodes)} nodes, {len(graph.edges)} edges)")
     for e in graph.edges:
@@ -107,6 +108,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, epilog=exit_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("graph", help=f"graph file (YAML), or a shipped graph by name ({', '.join(shipped_graphs())})")
         p.add_argument("--set", action="append", metavar="NODE.PARAM=VALUE", help="override a node parameter")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace output files that exist (otherwise the run is refused before any work)")
         return p
 
     run = graph_command("run", "run a graph")

@@ -33,8 +33,8 @@ EXIT_MEANINGS = {
                  "could not repair, an input that ended early or has undecodable data, an offline job "
                  "stopped by --for); a failed job removes its partial outputs",
     Exit.REFUSED: "refused before any work: bad command line or bad input (missing file, invalid graph, "
-                  "wrong kind of checkpoint, unknown model name, an output that is an input or cannot be "
-                  "written); the message says which",
+                  "wrong kind of checkpoint, unknown model name, an output that is an input, exists (without "
+                  "--overwrite) or cannot be written); the message says which",
     Exit.INTERRUPTED: "interrupted (Ctrl-C); a lossless job leaves no output that looks complete",
     Exit.TERMINATED: "stopped by SIGTERM before its end; likewise no output that looks complete",
 }

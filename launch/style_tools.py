@@ -257,14 +257,16 @@ def _input_kind(path: Path) -> str:
     raise Refused(f"{path}: not an image or video (neither Pillow nor FFmpeg reads a picture in it)")
 
 
-def _check_output(src: Path, out: Path) -> None:
-    """Refused before any work: an output that is the input (through any link), a folder, or in a
-    folder where no file can be made."""
+def _check_output(src: Path, out: Path, overwrite: bool) -> None:
+    """Refused before any work: an output that is the input (through any link), a folder, a file that
+    exists (unless --overwrite), or in a folder where no file can be made."""
     from stream.preflight import folder_problem
 
     refuse_overwrite([str(src)], str(out))
     if out.is_dir():
         raise Refused(f"{out}: is a folder; give the output file's name")
+    if out.is_file() and not overwrite:
+        raise Refused(f"{out}: exists; add --overwrite to replace it, or choose another path")
     if problem := folder_problem(out):
         raise Refused(problem)
 
@@ -272,7 +274,7 @@ def _check_output(src: Path, out: Path) -> None:
 def cmd_stylize(args: argparse.Namespace) -> int:
     src, out = Path(args.input), Path(args.output)
     kind = _input_kind(src)
-    _check_output(src, out)
+    _check_output(src, out, args.overwrite)
     if kind == "video":
         return _stylize_video(args, src, out)
     return _stylize_image(args, src, out)
@@ -332,7 +334,7 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
     overrides = {"source": {"path": str(src.resolve())}, "style": style, "sink": sink}
     try:
         graph = load_graph(graph_file(VIDEO_GRAPH), overrides)
-        supervisor = Supervisor(graph, overrides, quiet=args.quiet)  # checks the graph's files before any work
+        supervisor = Supervisor(graph, overrides, quiet=args.quiet, overwrite=args.overwrite)  # checks its files first
     except GraphError as exc:
         raise Refused(str(exc)) from None
     code = supervisor.run()
@@ -617,6 +619,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (" + ", ".join(available("style")) + ")")
     p.add_argument("input", metavar="INPUT", help="image, or video file")
     p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (otherwise refused)")
     p.add_argument("--max-side", "--size", dest="max_side", type=int, metavar="PX",
                    help=f"image: scale it down first (before decoding, from its header) so its longer side is "
                         f"at most PX (default {DEFAULT_MAX_SIDE}; 0 = no bound, up to "

@@ -7,7 +7,8 @@ alone `check_graph` finds the mistakes that would otherwise surface only inside 
 after other nodes did work: an input that does not exist or is a folder, a local video that FFmpeg
 cannot open or that holds no decodable video (a text file, a still image), an output that resolves to one of the inputs (also through
 links: the job would destroy the user's file), an output that is a folder or lies in a folder that
-cannot be written, a model name that is not shipped. `run` and `validate` refuse such a graph (exit 2).
+cannot be written, an output that exists (unless `--overwrite`), a model name that is not shipped.
+`run` and `validate` refuse such a graph (exit 2).
 """
 from __future__ import annotations
 
@@ -93,10 +94,13 @@ def _video_problem(path: str) -> str | None:
     return None
 
 
-def _output_problem(path: str, role: str, inputs: list[str], folders: list[str]) -> str | None:
+def _output_problem(path: str, role: str, inputs: list[str], folders: list[str], overwrite: bool) -> str | None:
     target = Path(path % 0) if role == "pattern" else Path(path)
     if role == "output" and target.is_dir():
         return f"{path}: is a folder; give the output file's name"
+    if not overwrite and target.is_file() and not any(same_file(target, source) for source in inputs):
+        what = "exists" if role == "output" else f"its first frame {target} exists"
+        return f"{path}: {what}; run with --overwrite to replace it, or choose another path"
     if role == "pattern" and any(same_file(target.parent, folder) for folder in folders):
         return f"{path}: writes into the folder the job reads ({target.parent}); choose another folder"
     return folder_problem(target) or (overwrite_problem(inputs, path) if role == "output" else None)
@@ -109,9 +113,10 @@ def _marked(spec: "NodeSpec") -> list[tuple[str, str, str | None, str | None]]:
             if (f.metadata.get("file") or f.metadata.get("weights")) and getattr(spec.params, f.name)]
 
 
-def check_graph(graph: "GraphSpec", host: str | None = None) -> list[str]:
+def check_graph(graph: "GraphSpec", host: str | None = None, overwrite: bool = False) -> list[str]:
     """Problems with the files and models the nodes of `host` (None: every host) name, each prefixed
-    by its node and parameter. Inputs are checked first, so an output can be compared with all of them."""
+    by its node and parameter. Inputs are checked first, so an output can be compared with all of them.
+    An output file that exists is a problem unless `overwrite` (a job replaces nobody's file unasked)."""
     specs = [s for s in graph.nodes.values() if host is None or s.host == host]
     marked = [(spec, *m) for spec in specs for m in _marked(spec)]
     inputs = [value for _, _, value, role, _ in marked if role in ("input", "video")]
@@ -121,7 +126,7 @@ def check_graph(graph: "GraphSpec", host: str | None = None) -> list[str]:
         if role in ("input", "video", "folder"):
             problem = _input_problem(value, role)
         elif role in ("output", "pattern"):
-            problem = _output_problem(value, role, inputs, folders)
+            problem = _output_problem(value, role, inputs, folders, overwrite)
         else:
             problem = _weights_problem(value, family)
         if problem:

@@ -187,13 +187,14 @@ def _groups(graph: GraphSpec, host: str) -> list[ProcessHandle]:
 
 class Supervisor:
     def __init__(self, graph: GraphSpec, overrides: dict[str, dict[str, Any]], host: str = LOCAL_HOST,
-                 duration: float | None = None, report_path: Path | None = None, quiet: bool = False):
+                 duration: float | None = None, report_path: Path | None = None, quiet: bool = False,
+                 overwrite: bool = False):
         self.graph, self.overrides, self.duration, self.report_path = graph, overrides, duration, report_path
         self.host = host if graph.hosts else LOCAL_HOST
         self.handles = _groups(graph, self.host)
         if not self.handles:
             raise ValueError(f"no node of {graph.path} runs on host {host!r}")
-        if problems := check_graph(graph, self.host):  # before any process starts: nothing written yet
+        if problems := check_graph(graph, self.host, overwrite):  # before any process starts: nothing written yet
             raise GraphError(graph.path, problems)
         self.wires = plan_wires(graph, Path("."))  # only the kinds of edge matter here, not the folders
         peers = {w.server_host if w.client_host == self.host else w.client_host for w in self.wires.values()

@@ -90,6 +90,28 @@ def test_a_video_input_that_holds_no_video_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_an_existing_output_is_replaced_only_with_overwrite(tmp_path, clip, capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"the user's earlier render")
+    sets = ["--set", f"source.path={clip}", "--set", f"sink.path={out}", "--set", "sink.preset=ultrafast"]
+    for command in ("run", "validate"):
+        err = refused(capsys, command, "rerender", *sets)
+        assert f"node 'sink' (mp4) path: {out}: exists; run with --overwrite to replace it" in err
+    assert out.read_bytes() == b"the user's earlier render"
+    assert main(["run", "rerender", "--quiet", "--overwrite", *sets]) == Exit.OK
+    assert out.stat().st_size > 1000 and out.read_bytes()[4:8] == b"ftyp"  # the re-render replaced it
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "000000.png").write_bytes(b"mine")
+    graph = tmp_path / "frames.yaml"
+    graph.write_text(f"nodes:\n  - {{name: src, kind: video, params: {{path: '{clip}'}}}}\n"
+                     f"  - {{name: seq, kind: image_seq, params: {{path: '{frames}/%06d.png'}}}}\n"
+                     "edges: [src.out -> seq.in]\n")
+    err = refused(capsys, "validate", str(graph))
+    assert f"its first frame {frames / '000000.png'} exists; run with --overwrite" in err
+    assert main(["validate", str(graph), "--overwrite"]) == Exit.OK
+
+
 def test_an_unknown_model_name_is_refused_before_any_frame(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     err = refused(capsys, "run", "demo", "--set", "style.model=van_gogh")
