@@ -68,8 +68,8 @@ def test_exit_codes_ok_failed_refused(tmp_path):
     # refused before any work: an unknown graph name, an invalid --set, a malformed command line
     r = launch("run", "no_such_graph", cwd=tmp_path)
     assert r.returncode == Exit.REFUSED
-    assert r.stderr == ("error: 'no_such_graph': no such file, and no shipped graph of that name (shipped: demo, "
-                        "preview, rerender, stylize_live, stylize_video, telepresence)\n")
+    assert r.stderr == ("error: 'no_such_graph': no such file, and no shipped graph of that name (shipped: avatar_rerender, "
+                        "avatar_rerender_side, demo, preview, rerender, stylize_live, stylize_video, telepresence)\n")
     r = launch("validate", "demo", "--set", "nobody.x=1", cwd=tmp_path)
     assert r.returncode == Exit.REFUSED and "--set nobody.*: no node named 'nobody'" in r.stderr
     assert launch("run", cwd=tmp_path).returncode == Exit.REFUSED  # argparse's usage error: the same code
@@ -81,7 +81,7 @@ def test_shipped_graphs_by_name(tmp_path, capsys):
     assert first.endswith("demo.yaml: ok (6 nodes, 7 edges)") and Path(first.split(":")[0]).is_file()
     assert main(["graphs"]) == Exit.OK
     listed = capsys.readouterr().out
-    assert listed.startswith("demo ") and "stylize_video " in listed and "telepresence " in listed
+    assert listed.startswith("avatar_rerender ") and "\ndemo " in listed and "stylize_video " in listed and "telepresence " in listed
     # a path is still a path: a missing file is named as such, not looked up as a name
     assert main(["validate", str(tmp_path / "demo.yaml")]) == Exit.REFUSED
     assert "cannot read graph file" in capsys.readouterr().err

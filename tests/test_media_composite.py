@@ -125,3 +125,23 @@ edges:
     graph.write_text(graph.read_text().replace("  - inv.out -> comp.mask\n", ""))
     assert main(["run", str(graph), "--quiet", "--report", str(report)]) != 0
     assert "no mask" in json.loads(report.read_text())["nodes"]["comp"]["error"]
+
+
+@pytest.mark.parametrize("how", ["blur", "inpaint"])
+def test_remove_person_fills_the_hole_from_its_surroundings(how: str) -> None:
+    """A red 'person' on a background whose left half is blue and right half green: after removal no red
+    is left (the margin takes the soft edge too), each side keeps its colour, the rest is untouched."""
+    from stream.nodes.composite import remove_person
+
+    background = np.zeros((120, 160, 3), np.uint8)
+    background[:, :80] = (0, 0, 200)
+    background[:, 80:] = (0, 200, 0)
+    mask = np.zeros((120, 160), np.float32)
+    mask[40:80, 60:100] = 1.0
+    background[mask > 0] = (255, 0, 0)
+    out = remove_person(background, mask, how, margin=0.03)
+    assert out[..., 0].max() < 40                      # the person is gone
+    assert out[60, 62, 2] > out[60, 62, 1] and out[60, 97, 1] > out[60, 97, 2]  # filled from each side
+    assert np.array_equal(out[:30], background[:30])   # beyond the grown hole: untouched
+    assert remove_person(background, np.zeros_like(mask), how, 0.03) is None  # no person: nothing to do
+    assert remove_person(background, None, how, 0.03) is None
