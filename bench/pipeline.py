@@ -1,0 +1,225 @@
+"""`python -m launch bench pipeline`: the offline jobs as graphs against one process doing the same in sequence.
+
+1. avatar re-render (graphs/avatar_rerender.yaml) and stylize re-render (graphs/stylize_video.yaml)
+   on the same clip, each next to a single-process loop doing the same operations one after the
+   other (PyAV decode -> MediaPipe pose -> avatar render -> person removed -> composite -> x264, or
+   decode -> stylizer -> x264), with the same libraries and settings: the ratio graph / loop is what
+   pipelining gains (each node in its own process, the stages overlapping).
+2. `batch` on a local Ray over one input cut into 4 chunks against `run` of the whole file, one
+   after the other in this process: the ratio, Ray's start apart, and the joining's own cost
+   (stream copy of the chunks and the source's audio) as a share of the work.
+
+Frames/s are end to end (start-up included: that is what a user waits); the graph rows add the
+sink's latency p50/p99 (capture to encoder), drops, and each node's processing time p50. CPU per
+frame counts this process and its children (the graph's node processes). The last lines are one
+row per job.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bench.rerender import cpu_seconds
+from launch.command import Exit
+from launch.media import media_root
+from launch.shipped import graph_file
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[np.ndarray, float], np.ndarray]
+
+
+@dataclass
+class Row:
+    """One job's numbers: the graph (or batch) against its sequential baseline."""
+
+    job: str
+    frames: int
+    graph_fps: float
+    loop_fps: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.graph_fps / self.loop_fps
+
+
+def sequential(src: str, dst: str, seconds: float, stage: Stage) -> int:
+    """Decode -> `stage` -> x264 (+ AAC) in this process, with the sink's helpers and settings; frames written."""
+    import av
+
+    from stream.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
+
+    with av.open(src) as inp, av.open(dst, "w") as out:
+        video = inp.streams.video[0]
+        video.thread_type = "AUTO"
+        audio = inp.streams.audio[0] if inp.streams.audio else None
+        rate = video.average_rate
+        enc = add_video_stream(out, "libx264", rate, video.time_base, video.width, video.height, crf=18, preset="veryfast")
+        aenc = add_audio_stream(out, audio.rate, audio.layout.name) if audio else None
+        ticks = max(1, round(1 / (rate * video.time_base)))
+        frames = 0
+        for packet in inp.demux([s for s in (video, audio) if s is not None]):
+            for frame in packet.decode():
+                if frame.time is not None and frame.time >= seconds:
+                    continue
+                if packet.stream is audio:
+                    encoded = aenc.encode(audio_frame(audio_message([frame])))
+                else:
+                    image = stage(frame.to_ndarray(format="rgb24"), float(frame.time))
+                    encoded = enc.encode(video_frame(image, enc, frame.pts, ticks))
+                    frames += 1
+                for p in encoded:
+                    out.mux(p)
+        for stream in (enc, aenc):
+            if stream is not None:
+                for p in stream.encode():
+                    out.mux(p)
+    return frames
+
+
+def avatar_stage() -> Stage:
+    """What avatar_rerender.yaml's nodes do to a frame, in sequence (pose, avatar, person removed, blend)."""
+    from avatars.avatar.model import AvatarRenderer, load_avatar
+    from avatars.body.pose import GapFiller, OneEuroConfig, PoseConfig, PoseEstimator
+    from avatars.core.weights import resolve_weights
+    from stream.frames import as_alpha, blend
+    from stream.nodes.composite import remove_person
+
+    estimator = PoseEstimator(PoseConfig(model_complexity=1, segmentation=True), OneEuroConfig(min_cutoff=1.0, beta=10.0))
+    gaps = GapFiller("blank", 0.5)
+    model, cfg = load_avatar(resolve_weights("mannequin_avatar", "avatar"), "cpu")
+    renderer = AvatarRenderer(model, cfg, "cpu", fast=True, scale_smoothing=0.8)
+
+    def stage(image: np.ndarray, t: float) -> np.ndarray:
+        h, w = image.shape[:2]
+        pose = gaps(estimator.process(image, t))
+        avatar = renderer(pose.keypoints if pose.detected else None, (h, w))
+        background = remove_person(image, pose.mask, "inpaint", 0.03)
+        out = np.empty_like(image)
+        return blend(avatar.rgb, as_alpha(avatar.mask, h, w), image if background is None else background, out)
+
+    return stage
+
+
+def stylize_stage() -> Stage:
+    """What stylize_video.yaml's stylizer does to a frame (the shipped starry_night, the node's defaults)."""
+    from avatars.core.weights import resolve_weights
+    from avatars.style.checkpoint import load_stylizer
+    from avatars.style.stylize import FastPathConfig, FrameStylizer
+
+    stylizer = FrameStylizer(load_stylizer(resolve_weights("starry_night", "style"), "cpu"), "cpu", FastPathConfig())
+    return lambda image, t: stylizer(image, None)
+
+
+def run_graph(graph: str, src: str, dst: str, *sets: str) -> tuple[float, dict]:
+    """(seconds end to end, the run's report) for a shipped graph through the CLI."""
+    from launch.cli import main
+
+    report = Path(dst).with_suffix(".json")
+    args = [f"source.path={src}", f"sink.path={dst}", *sets]
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its "sink: wrote ..." lines
+        code = main(["run", graph, "--quiet", "--report", str(report), *[a for s in args for a in ("--set", s)]])
+    seconds = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"{graph} failed ({code}): {report.read_text() if report.exists() else ''}")
+    return seconds, json.loads(report.read_text())
+
+
+def graph_against_loop(job: str, graph: str, stage: Callable[[], Stage], src: str, seconds: float, tmp: Path) -> Row:
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    frames = sequential(src, str(tmp / f"{job}_loop.mp4"), seconds, stage())
+    loop_s, loop_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    c0 = cpu_seconds()
+    graph_s, report = run_graph(graph, src, str(tmp / f"{job}_graph.mp4"), f"source.end={seconds}")
+    graph_cpu = cpu_seconds() - c0
+    nodes = report["nodes"]
+    got = nodes["sink"]["extra"]["video_frames"]
+    if got != frames:
+        raise SystemExit(f"{job}: the graph wrote {got} frames, the loop {frames}")
+    latency = nodes["sink"].get("latency") or {}
+    print(f"{job}: {frames} frames; loop {frames / loop_s:.2f} frames/s ({loop_cpu / frames * 1e3:.0f} ms CPU a frame), "
+          f"graph {frames / graph_s:.2f} frames/s ({graph_cpu / frames * 1e3:.0f} ms CPU a frame, start-up included); "
+          f"pipelining gain x{loop_s / graph_s:.2f}")
+    print(f"  graph: latency p50/p99 {latency.get('p50_ms')}/{latency.get('p99_ms')} ms, drops "
+          f"{sum(n.get('drops', 0) for n in nodes.values())}; per node p50 ms: "
+          + ", ".join(f"{n} {(m.get('process') or {}).get('p50_ms')}" for n, m in nodes.items()))
+    return Row(job, frames, frames / graph_s, frames / loop_s)
+
+
+def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
+    """`batch --ray local` in 4 chunks against `run` of the whole input (rerender.yaml), and the join's cost."""
+    import ray
+
+    from launch.batch import chunk_path, connect_ray, offline_nodes, plan_job
+    from launch.cli import main
+    from stream.chunks import join_chunks
+    from stream.graph import load_graph
+
+    run_s, _ = run_graph("rerender", src, str(tmp / "whole.mp4"))
+    cluster = connect_ray("local")
+    try:
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(["batch", "rerender", src, "-o", str(tmp / "batch"), "--quiet", "--ray", "local",
+                         "--chunk-seconds", str(chunk_seconds)])
+        batch_s = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    if code != 0:
+        raise SystemExit(f"batch failed ({code})")
+    path = graph_file("rerender")
+    job = plan_job(path, {}, offline_nodes(load_graph(path)), src, tmp / "batch", chunk_seconds)
+    t0 = time.perf_counter()
+    join_chunks([(c, chunk_path(job, c.index)) for c in job.chunks], job.input, str(tmp / "joined.mp4"), job.index)
+    join_s = time.perf_counter() - t0
+    print(f"batch: {job.frames} frames in {len(job.chunks)} chunks; run {run_s:.2f} s, batch on local Ray "
+          f"{batch_s:.2f} s (Ray start {cluster.started_s:.1f} s apart); join {join_s:.2f} s = "
+          f"{join_s / batch_s:.1%} of the batch")
+    return Row(f"batch {len(job.chunks)} chunks", job.frames, job.frames / batch_s, job.frames / run_s,
+               f"join {join_s / batch_s:.1%}, Ray start {cluster.started_s:.1f} s")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--file", default=str(media_root() / "video" / "kinetics_ta_chi_340x256.mp4"),
+                        help="clip of one person for the neural jobs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="how much of it the neural jobs re-render")
+    parser.add_argument("--long", default=str(media_root() / "video" / "hybrik_taiji.mp4"),
+                        help="long input for batch (keyframes every few seconds)")
+    parser.add_argument("--chunk-seconds", type=float, default=4.0)
+    parser.add_argument("--jobs", nargs="+", default=["avatar", "stylize", "batch"], choices=["avatar", "stylize", "batch"])
+    args = parser.parse_args(argv)
+    # as the stylize node does (stream/nodes/stylize.py): OpenMP threads that wait sleep instead of spinning,
+    # else the loop's torch pool starves itself on shared cores and the comparison flatters the graph
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for f in (args.file, args.long):
+        if not Path(f).is_file():
+            log.error("input not found: %s", f)
+            return Exit.REFUSED
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if "avatar" in args.jobs:
+            rows.append(graph_against_loop("avatar_rerender", "avatar_rerender", avatar_stage, args.file, args.seconds, Path(tmp)))
+        if "stylize" in args.jobs:
+            rows.append(graph_against_loop("stylize_rerender", "stylize_video", stylize_stage, args.file, args.seconds, Path(tmp)))
+        if "batch" in args.jobs:
+            rows.append(batch_against_run(str(Path(args.long).resolve()), args.chunk_seconds, Path(tmp)))
+    print(f"pipeline bench: {os.cpu_count()} CPUs; ratio = graph (or batch) frames/s / sequential frames/s")
+    for r in rows:
+        print(f"{r.job:<22} frames {r.frames:>5}  graph {r.graph_fps:7.2f} fps  sequential {r.loop_fps:7.2f} fps  "
+              f"ratio x{r.ratio:.2f}  {r.note}")
+    return Exit.OK
