@@ -370,7 +370,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--pretrain-steps", type=int, metavar="N",
                    help="textured: steps on the exact part/UV maps (mannequin) or skeleton-derived labels (300)")
     t.add_argument("--texel-prior", type=float, metavar="K", help="textured: a first texel is (sum + K * the coarser "
-                   "level's mean) / (count + K) of the pixels that map to it (2); 0: the paper's plain mean")
+                   "level's mean) / (count + K) of the pixels that map to it (32: a texel seen less often than that "
+                   "keeps mostly the coarser colour, so the first textures hold no per-texel noise); 0: the paper's mean")
     t.add_argument("--init-frames", type=_positive_int, metavar="N",
                    help="textured: frames averaged into the first textures (256)")
     t.add_argument("--init-from", metavar="CKPT", help="new runs: start from a trained avatar of the same kind "

@@ -103,7 +103,7 @@ class AvatarTrainConfig:
     pixel_weight: float = 1.0            # L1 on pixels (at the dataset's resolution)
     pretrain_steps: int = 300            # textured: generator on exact part/UV maps or skeleton labels
     pretrain_lr: float = 2e-3
-    texel_prior: float = 2.0             # initial texel = (sum + k * coarser mean) / (count + k); 0: the paper's mean
+    texel_prior: float = 32.0            # initial texel = (sum + k * coarser mean) / (count + k); 0: the paper's mean
     aux_weight: float = 1.0              # an auxiliary loss toward the initial part/UV maps, annealed linearly:
     aux_steps: int = 1000                # ... to 0 at this step (keeps UV from drifting while textures settle,
     #                                      and parts from collapsing); after pre-training the pre-training
