@@ -206,17 +206,25 @@ class VideoSource(Source):
                 last_t = t - offset
                 if index >= self.first:
                     if pending is not None:
-                        yield from audio.with_video(pending, until=t)
-                    pacer.wait(t)
-                    pending = Message(pts=t, capture_ts=time.time(), meta=self._meta(),
-                                      buffers={"image": upright_rgb(frame, self.picture)})
+                        yield from self._paced(pending, audio, pacer, until=t)
+                    pending = Message(pts=t, meta=self._meta(), buffers={"image": upright_rgb(frame, self.picture)})
                 index += 1
             if not p.loop or last_t is None or self.ctx.stopping():
                 break
             offset += last_t + 1 / float(self.rate) - p.start
             self.container.seek(0)
         if pending is not None:
-            yield from audio.with_video(pending, until=None)
+            yield from self._paced(pending, audio, pacer, until=None)
+
+    def _paced(self, video: Message, audio: AudioQueue, pacer: Pacer,
+               until: float | None) -> Iterator[dict[str, Message]]:
+        """`video` and its audio, sent at the video's time when realtime. The frame after it is decoded by
+        then (one ahead), so a slow decode delays neither; capture_ts is when it leaves, as a camera's."""
+        pacer.wait(video.pts)
+        video.capture_ts = time.time()
+        if pacer.realtime:
+            self.counts["resyncs"] = pacer.resyncs  # stalls the clock moved past (stream.pacing)
+        yield from audio.with_video(video, until)
 
     def _meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
