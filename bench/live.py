@@ -1,7 +1,8 @@
 """Live stylization at 256x256 on this machine's CPU: the live graph's fps and latency, lever by lever.
 
-graphs/stylize_live.yaml as shipped, except that a video clip paced at its 30 fps stands in for the
-camera and a sink that discards for the browser preview. Each variant runs in turn for ``--seconds``
+graphs/stylize_live.yaml as shipped, except that a video clip (the camera node's `device`, paced at its
+30 fps, looping) stands in for the camera and a sink that discards for the browser preview.
+Each variant runs in turn for ``--seconds``
 after ``--warmup`` seconds (model loading; counted out of fps and drops); fps is the rate at which
 stylized frames reach the sink, latency runs from the capture timestamp to the sink, drops are the
 stale frames the `latest` edges discarded. Variants (the stylize node's parameters), one lever each:
@@ -17,6 +18,13 @@ and with ``--before CKPT`` the shipped graph with that stylizer instead (the net
 A compiled variant gets ``--compile-warmup`` seconds of warm-up: the first compile takes minutes on
 two cores, later ones seconds (inductor's cache).
 
+First frames (``--first-frame S``, 0 skips it): the shipped graph from its start for S seconds, once:
+when the first stylized frame reached the sink, how long the stylizer compiled in setup before it
+(``compile_s``; inductor's cache under the user's cache dir, warm or cold when the run began), and the
+fps from that frame on:
+
+    first frame A s (compiled C s, cache warm|cold), then F fps
+
 Flicker: the warping error (avatars.style.flicker) of the same clip, resized by the graph's own
 geometry and stylized with and without flow smoothing, taking every k-th frame where k follows the
 fps the live graph reached (the frames it drops are the frames it does not smooth across).
@@ -28,12 +36,13 @@ the ratios within one run. The last line is the shipped graph's (the `weighted` 
 
     live stylize 256x256: F fps, latency p50 A ms p99 B ms, drops D
 
-    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--paths] [--before CKPT]
+    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--first-frame 60] [--paths] [--before CKPT]
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -45,6 +54,7 @@ import yaml
 from launch.media import media_root
 from launch.shipped import graph_file
 from stream.graph import load_graph
+from stream.nodes.stylize import compile_cache_dir
 from stream.supervisor import Supervisor
 
 CLIP = "video/kinetics_ta_chi_340x256.mp4"       # 29.97 fps, a person dancing
@@ -73,15 +83,19 @@ class LiveResult:
 
 
 class _Recorder:
-    """Stands in for the supervisor's status view: notes the counters once the warm-up is over."""
+    """Stands in for the supervisor's status view: notes the counters once the warm-up is over, and when
+    the first frame reached the sink."""
 
     def __init__(self, warmup: float):
         self.warmup, self.at_warmup, self.report = warmup, None, None
+        self.first_frame: float | None = None
 
     def update(self, handles: list[Any], elapsed: float) -> None:
+        nodes = {n: dict(s.get("metrics", {})) for h in handles for n, s in h.node_status.items()}
         if self.at_warmup is None and elapsed >= self.warmup:
-            self.at_warmup = (elapsed, {n: dict(s.get("metrics", {})) for h in handles
-                                        for n, s in h.node_status.items()})
+            self.at_warmup = (elapsed, nodes)
+        if self.first_frame is None and nodes.get("preview", {}).get("frames_in"):
+            self.first_frame = elapsed
 
     def close(self, report: dict[str, Any]) -> None:
         self.report = report
@@ -91,7 +105,7 @@ def live_graph(clip: Path, folder: Path) -> Path:
     """The shipped live graph with the clip as its camera and a discarding sink as its preview."""
     doc = yaml.safe_load(graph_file("stylize_live").read_text())
     kinds = {n["name"]: n for n in doc["nodes"]}
-    kinds["camera"].update(kind="video", params={"path": str(clip), "realtime": True, "loop": True, "audio": False})
+    kinds["camera"]["params"].update(device=str(clip), loop=True)
     kinds["preview"].update(kind="discard", params={})
     path = folder / "stylize_live_bench.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -110,6 +124,21 @@ def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: fl
     frames = sink["frames_in"] - before.get("preview", {}).get("frames_in", 0)
     drops = sum(n["drops"] for n in nodes.values()) - sum(m.get("drops", 0) for m in before.values())
     return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops)
+
+
+def first_frames(graph_path: Path, seconds: float) -> str:
+    """The shipped graph from its start (see the module docstring): its first-frame line."""
+    cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or compile_cache_dir())
+    warm = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
+    sup = Supervisor(load_graph(graph_path), {}, duration=seconds, quiet=True)
+    sup.view = recorder = _Recorder(0.0)
+    sup.run()  # exit 1 when nothing arrived within the seconds: the line says so
+    nodes, first = recorder.report["nodes"], recorder.first_frame
+    compiled = nodes["style"].get("extra", {}).get("compile_s")
+    if first is None:
+        return f"no frame in {seconds:g} s (still {nodes['style'].get('state') or 'starting'}, cache {warm})"
+    fps = nodes["preview"]["frames_in"] / max(recorder.report["duration_s"] - first, 1e-3)
+    return f"first frame {first:.1f} s (compiled {compiled} s, cache {warm}), then {fps:.1f} fps"
 
 
 def flicker(clip: Path, graph_path: Path, fps: float, frames: int = 30) -> dict[str, float]:
@@ -210,6 +239,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--clip", type=Path, default=None, help=f"video standing in for the camera (default {CLIP})")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--compile-warmup", type=float, default=240.0, help="warm-up of the + compile variant")
+    ap.add_argument("--first-frame", type=float, default=60.0, metavar="S",
+                    help="seconds of the shipped graph from its start, for its first-frame line (0: skip)")
     ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
     ap.add_argument("--before", type=Path, metavar="CKPT", help="also the shipped graph with this stylizer "
                     "(e.g. the wider network a narrower one replaced), measured just before `shipped`")
@@ -225,6 +256,8 @@ def main(argv: list[str]) -> int:
     results: dict[str, LiveResult] = {}
     with tempfile.TemporaryDirectory() as tmp:
         graph = live_graph(clip, Path(tmp))
+        if args.first_frame:
+            print(f"  from the start: {first_frames(graph, args.first_frame)}", flush=True)
         for name in dict.fromkeys([*args.variants, *([BEFORE] if args.before else []), SHIPPED]):
             style = copy.deepcopy(variants[name])
             compiled = {**load_graph(graph).nodes["style"].raw_params, **style}.get("compile")
