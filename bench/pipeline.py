@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.rerender import cpu_seconds
+from bench.rerender import cpu_seconds, plain_loop
 from launch.command import Exit
 from launch.media import media_root
 from launch.shipped import graph_file
@@ -53,40 +53,6 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.graph_fps / self.loop_fps
-
-
-def sequential(src: str, dst: str, seconds: float, stage: Stage) -> int:
-    """Decode -> `stage` -> x264 (+ AAC) in this process, with the sink's helpers and settings; frames written."""
-    import av
-
-    from stream.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
-
-    with av.open(src) as inp, av.open(dst, "w") as out:
-        video = inp.streams.video[0]
-        video.thread_type = "AUTO"
-        audio = inp.streams.audio[0] if inp.streams.audio else None
-        rate = video.average_rate
-        enc = add_video_stream(out, "libx264", rate, video.time_base, video.width, video.height, crf=18, preset="veryfast")
-        aenc = add_audio_stream(out, audio.rate, audio.layout.name) if audio else None
-        ticks = max(1, round(1 / (rate * video.time_base)))
-        frames = 0
-        for packet in inp.demux([s for s in (video, audio) if s is not None]):
-            for frame in packet.decode():
-                if frame.time is not None and frame.time >= seconds:
-                    continue
-                if packet.stream is audio:
-                    encoded = aenc.encode(audio_frame(audio_message([frame])))
-                else:
-                    image = stage(frame.to_ndarray(format="rgb24"), float(frame.time))
-                    encoded = enc.encode(video_frame(image, enc, frame.pts, ticks))
-                    frames += 1
-                for p in encoded:
-                    out.mux(p)
-        for stream in (enc, aenc):
-            if stream is not None:
-                for p in stream.encode():
-                    out.mux(p)
-    return frames
 
 
 def avatar_stage() -> Stage:
@@ -140,7 +106,7 @@ def run_graph(graph: str, src: str, dst: str, *sets: str) -> tuple[float, dict]:
 
 def graph_against_loop(job: str, graph: str, stage: Callable[[], Stage], src: str, seconds: float, tmp: Path) -> Row:
     t0, c0 = time.perf_counter(), cpu_seconds()
-    frames = sequential(src, str(tmp / f"{job}_loop.mp4"), seconds, stage())
+    frames = plain_loop(src, str(tmp / f"{job}_loop.mp4"), 18, "veryfast", stage(), seconds)
     loop_s, loop_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     c0 = cpu_seconds()
     graph_s, report = run_graph(graph, src, str(tmp / f"{job}_graph.mp4"), f"source.end={seconds}")

@@ -23,6 +23,9 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from launch.command import Exit
 from launch.media import media_root
@@ -31,8 +34,10 @@ from launch.shipped import graph_file
 log = logging.getLogger(__name__)
 
 
-def plain_loop(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0) -> int:
-    """Decode -> RGB -> encode in one process with the same helpers and settings as the nodes; frames written."""
+def plain_loop(src: str, dst: str, crf: int, preset: str,
+               stage: Callable[[np.ndarray, float], np.ndarray] | None = None, seconds: float = float("inf")) -> int:
+    """Decode -> RGB -> `stage` (image, pts -> image) -> encode in one process, with the same helpers and
+    settings as the nodes, the first `seconds` of `src`; frames written. The baseline of the graph benchmarks."""
     import av
 
     from stream.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
@@ -48,12 +53,14 @@ def plain_loop(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0)
         frames = 0
         for packet in inp.demux([s for s in (video, audio) if s is not None]):
             for frame in packet.decode():
+                if frame.time is not None and frame.time >= seconds:
+                    continue
                 if packet.stream is audio:
                     encoded = aenc.encode(audio_frame(audio_message([frame])))
                 else:
                     image = frame.to_ndarray(format="rgb24")
-                    if delay_ms:
-                        busy(delay_ms)
+                    if stage is not None:
+                        image = stage(image, float(frame.time))
                     encoded = enc.encode(video_frame(image, enc, frame.pts, ticks))
                     frames += 1
                 for p in encoded:
@@ -75,6 +82,14 @@ def busy(ms: float) -> None:
     end = time.perf_counter() + ms / 1e3
     while time.perf_counter() < end:
         pass
+
+
+def busy_stage(ms: float) -> Callable[[np.ndarray, float], np.ndarray]:
+    """A stage that keeps a core busy `ms` a frame and passes the image on (the graph's `delay` node)."""
+    def stage(image: np.ndarray, pts: float) -> np.ndarray:
+        busy(ms)
+        return image
+    return stage
 
 
 def run_graph(src: str, dst: str, crf: int, preset: str, delay_ms: float = 0.0, end: float | None = None) -> tuple[float, int]:
@@ -131,7 +146,7 @@ def main(argv: list[str]) -> int:
         results["graph_startup_s"] = startup
         results["graph_fps_after_startup"] = frames / max(seconds - startup, 1e-9)
         t0 = time.perf_counter()
-        plain_loop(args.file, out, args.crf, args.preset, delay_ms=args.delay_ms)
+        plain_loop(args.file, out, args.crf, args.preset, stage=busy_stage(args.delay_ms))
         results["slow_loop_fps"] = frames / (time.perf_counter() - t0)
         seconds, _ = run_graph(args.file, out, args.crf, args.preset, delay_ms=args.delay_ms)
         results["slow_graph_fps"] = frames / seconds
