@@ -20,7 +20,7 @@
       - source.out -> invert.in
       - {from: invert.out, to: sink.in, policy: latest, depth: 2}
 
-Several hosts: a `hosts:` map (name -> {address, bind, port_base}) and `host:` per node; edges
+Several hosts: a `hosts:` map (name -> {address, bind, port_base, peer_wait}) and `host:` per node; edges
 between hosts then run over TCP with CurveZMQ keys from `security: {keys: DIR}`. Besides node
 parameters, `--set` reaches these two: `hosts.NAME.FIELD=VALUE` and `security.keys=DIR`
 (so node names `hosts` and `security` are reserved).
@@ -87,6 +87,7 @@ class HostSpec:
     address: str = "127.0.0.1"  # where peers reach this host
     bind: str = "127.0.0.1"     # interface its cross-host inputs listen on
     port_base: int = 47100      # its cross-host inputs listen on port_base + k
+    peer_wait: float = 30.0     # seconds it waits for a peer host to connect, or to return, before its run fails
 
 
 @dataclass
@@ -231,6 +232,8 @@ def _host_spec(name: Any, raw: Any, problems: list[str]) -> HostSpec | None:
             problems.append(f"{where}: {field_name} must be a host name or address, got {getattr(spec, field_name)!r}")
     if not _is_number(spec.port_base, int) or not 1 <= spec.port_base <= 65535:
         problems.append(f"{where}: port_base must be a TCP port in 1..65535, got {spec.port_base!r}")
+    if not _is_number(spec.peer_wait) or not spec.peer_wait > 0:
+        problems.append(f"{where}: peer_wait must be a number of seconds > 0, got {spec.peer_wait!r}")
     return spec
 
 

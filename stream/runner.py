@@ -8,7 +8,9 @@ passes the supervisor's replay requests (a control socket) to its output ports. 
 runs); SIGINT is left to the supervisor, which turns Ctrl-C into SIGTERM for all.
 
 Exit codes: 0 finished or stopped, 1 crashed (the supervisor may restart it),
-3 fatal (a `NodeError`, e.g. a missing file: restarting cannot help).
+3 fatal (a `NodeError`, e.g. a missing file, or a peer host that did not come within its
+`peer_wait`: restarting cannot help). The main thread also watches the nodes' cross-host
+edges (`stream.transport.PeerWatch`) and puts whom a node waits for in its state.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.security import stop_authenticators
 from stream.node import Node, NodeError, Source
-from stream.transport import EdgeWire, InputPort, OutputPort, plan_wires, replay_window
+from stream.transport import EdgeWire, InputPort, OutputPort, PeerWatch, plan_wires, replay_window
 from stream.wire import unpack_bounded
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,10 @@ class NodeRunner:
         self.outputs = {p: OutputPort(self.name, p, ws, zctx, ring_dir, graph.keys_dir, self.metrics, self.stopping, key,
                                       window) for p, ws in mine_out.items()}
         self._latest: dict[str, Message] = {}
+        links = [link for port in [*self.inputs.values(), *self.outputs.values()] for link in port.peers]
+        self.peers = PeerWatch(self.name, links, graph.hosts[spec.host].peer_wait,
+                               f"hosts.{spec.host}.peer_wait") if links else None
+        self.gave_up = ""  # why the node stopped waiting for a peer host: the process ends as fatal
         self.node: Node = spec.cls(spec.params, self)
 
     # -- NodeContext -------------------------------------------------------------------------
@@ -307,9 +313,21 @@ class NodeRunner:
         for port in self.inputs.values():
             port.close()
 
+    def check_peers(self) -> None:
+        """(main thread) Whom the node waits for on its cross-host edges; past the host's peer_wait, give up:
+        a run whose peer never came, or went for good, has failed (restarting this node cannot bring it)."""
+        reason = self.peers.check(self.metrics) if self.peers is not None and not self.gave_up else None
+        if reason:
+            self.gave_up = reason
+            log.error("%s", reason, extra={"node": self.name})
+            self._stop.set()
+
     def status(self) -> dict[str, Any]:
-        return {"state": self.state, "error": self.error, "metrics": self.metrics.snapshot(),
-                "accepted": {p: port.accepted for p, port in self.inputs.items()}}
+        state, error = ("fatal", self.gave_up) if self.gave_up else (self.state, self.error)
+        return {"state": state, "error": error, "metrics": self.metrics.snapshot(),
+                "accepted": {p: port.accepted for p, port in self.inputs.items()},
+                "peer_lost": self.gave_up or None,
+                "peer_never_came": self.peers.never_came() if self.peers is not None else None}
 
 
 def _set_process_name(label: str) -> None:
@@ -392,6 +410,8 @@ def process_main(config_json: str) -> None:
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
+        for r in runners:
+            r.check_peers()
         report(runners)
         _dispatch(control, runners)
         for t in threads:
@@ -408,5 +428,5 @@ def process_main(config_json: str) -> None:
     for r in runners:
         r.close_inputs()
     status.close()
-    states = {r.state for r in runners}
+    states = {r.status()["state"] for r in runners}
     _exit(zctx, EXIT_FATAL if "fatal" in states else EXIT_CRASH if "failed" in states else EXIT_OK)

@@ -17,7 +17,10 @@
   (PR_SET_PDEATHSIG, set first thing: `stream.boot`), so none is orphaned. A run's folders
   in the temp folder and /dev/shm record its pid; the next run removes those of a dead one.
 - Exit code: 0 completed, or a live job stopped by `duration`; 1 failed (fatal error,
-  restarts exhausted, a loss the runtime could not repair); 128 + the signal when stopped by
+  restarts exhausted, a loss the runtime could not repair, a peer host that never connected or
+  did not return within its `peer_wait`: `stream.transport.PeerWatch`, also when `duration` ends
+  the run first; the reason is the last line; a live run stopped by `duration` whose sinks received
+  nothing, the nodes' states in its last line); 128 + the signal when stopped by
   one (130 Ctrl-C, 143 SIGTERM): a job stopped before its end did not do all its work.
   A job that skipped lost data because its user chose so (a `video` source with `on_error: skip`)
   did what it was asked and exits 0, but its last line is a warning naming the file, the frames
@@ -344,7 +347,7 @@ class Supervisor:
     def run(self) -> int:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started = time.monotonic()
-        outcome = "completed"
+        outcome, idle = "completed", None
         try:
             for h in self.handles:
                 self._start(h)
@@ -378,6 +381,10 @@ class Supervisor:
                     break
                 if self.duration is not None and now - started >= self.duration:
                     outcome = "stopped" if self._live() else "incomplete"
+                    if self._peer_never_came():
+                        outcome = "failed"
+                    elif outcome == "stopped" and (idle := self._nothing_delivered()):
+                        outcome = "failed"
                     break
                 time.sleep(0.05)
         finally:
@@ -394,10 +401,46 @@ class Supervisor:
         self.view.close(report)
         for line in report["warnings"]:  # after the table: the last lines a user sees
             log.warning("%s", line)
+        if outcome == "failed" and (peer := self._peer_failure()):
+            log.error("%s", peer)
+        if idle:
+            log.error("%s", idle)
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             self.report_path.write_text(json.dumps(report, indent=2))
         return code
+
+    def _peer_never_came(self) -> bool:
+        """(a run stopped by --for) Fail the nodes of this host whose peer host never connected: a run that
+        never met its peer did none of its work, however short."""
+        failed = False
+        for h in self.handles:
+            for n in h.nodes:
+                if reason := h.node_status.get(n, {}).get("peer_never_came"):
+                    h.state, h.error, failed = "failed", f"in the {self.duration:g} s of the run, {reason}", True
+        return failed
+
+    def _nothing_delivered(self) -> str | None:
+        """(a live run stopped by --for) Why no sink of this host received a frame, when none did: such a run
+        showed nothing, however short, and says what its nodes were still doing (compiling, opening a source).
+        Only where this host runs sources too: frames from another host are the peer rules' business."""
+        mine = [n for h in self.handles for n in h.nodes]
+        sinks = [n for n in mine if n in self.graph.sinks()]
+        if not sinks or not any(n in self.graph.sources() for n in mine) or any(self._metrics(n).get("frames_in", 0) + self._handle_of(n).totals.get(n, {}).get("frames_in", 0)
+                            for n in sinks):
+            return None
+        busy = [f"{n}: {m['state']}" for h in self.handles for n in h.nodes if (m := self._metrics(n)).get("state")]
+        return (f"nothing reached {', '.join(sinks)} in the {self.duration:g} s of the run"
+                + (f" (still {'; '.join(busy)})" if busy else ""))
+
+    def _peer_failure(self) -> str | None:
+        """Why the run failed, when a peer host did not come or did not return: its last line."""
+        for h in self.handles:
+            for n in h.nodes:
+                status = h.node_status.get(n, {})
+                if status.get("peer_lost") or (h.state == "failed" and status.get("peer_never_came")):
+                    return f"{n}: {status.get('peer_lost') or h.error}"
+        return None
 
     def _remove_partial_outputs(self) -> None:
         for partial in partial_outputs(self.graph, self.host):
@@ -447,8 +490,8 @@ class Supervisor:
                     total = {**h.totals[n], "extra": dict(h.totals[n].get("extra", {}))}
                     _add(total, metrics)
                     metrics.update(total, extra={**metrics.get("extra", {}), **total["extra"]})
-                nodes[n] = {"kind": self.graph.nodes[n].kind, "in_process": h.label, "state": s.get("state", h.state),
-                            "restarts": h.restarts, "restart_log": h.history, "error": s.get("error") or h.error,
-                            **metrics}
+                nodes[n] = {**metrics, "kind": self.graph.nodes[n].kind, "in_process": h.label,  # the node's state,
+                            "state": s.get("state", h.state),  # not what its metrics said it was doing
+                            "restarts": h.restarts, "restart_log": h.history, "error": s.get("error") or h.error}
         return {"graph": self.graph.name, "file": str(self.graph.path), "host": self.host, "outcome": outcome,
                 "exit_code": code, "duration_s": round(elapsed, 3), "nodes": nodes}

@@ -13,6 +13,11 @@ Policies:
   consumer drains everything waiting and keeps only the newest, counting the rest,
   and never delivers a message older than one it already delivered.
 End-of-stream markers are never dropped, whatever the policy.
+
+Peers: every tcp socket is watched (`PeerLink`: ZeroMQ's socket monitor, CurveZMQ handshakes and
+disconnects, ZMTP heartbeats for a host that vanishes without closing its connections), so a node
+knows whether the other host of each of its cross-host edges is there; `PeerWatch` turns that into
+what the node shows while it waits and the reason it gives up after its host's `peer_wait` seconds.
 """
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from stream.graph import EdgeSpec, GraphSpec
+from stream.keypoints import keypoint_problem
 from stream.message import Message
 from stream.metrics import NodeMetrics
 from stream.node import Port
@@ -55,6 +62,7 @@ class EdgeWire:
     column: int = 0          # this consumer's column in that ring
     server_host: str = ""    # tcp: consumer's host (CurveZMQ server)
     client_host: str = ""    # tcp: producer's host
+    client_address: str = ""  # tcp: where the producer's host is (its hosts: address), for what a waiting consumer says
 
 
 def plan_wires(graph: GraphSpec, run_dir: Path) -> dict[EdgeSpec, EdgeWire]:
@@ -68,7 +76,8 @@ def plan_wires(graph: GraphSpec, run_dir: Path) -> dict[EdgeSpec, EdgeWire]:
             host = graph.hosts[dst.host]
             port = host.port_base + next(tcp_ports[dst.host])
             wires[e] = EdgeWire(e, "tcp", f"tcp://{host.address}:{port}", f"tcp://{host.bind}:{port}",
-                                server_host=dst.host, client_host=src.host)
+                                server_host=dst.host, client_host=src.host,
+                                client_address=graph.hosts[src.host].address)
         elif src.group is not None and src.group == dst.group:
             endpoint = f"inproc://{e.dst}.{e.dst_port}"
             wires[e] = EdgeWire(e, "inproc", endpoint, endpoint)
@@ -104,6 +113,122 @@ class LocalObjects:
 
 
 LOCAL = LocalObjects()
+
+
+#: ZMTP heartbeats on tcp edges: a peer host that vanishes without closing its connections (power, network)
+#: counts as gone after HEARTBEAT_TIMEOUT_MS.
+HEARTBEAT_IVL_MS, HEARTBEAT_TIMEOUT_MS = 1000, 3000
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_PEER_EVENTS = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
+class PeerLink:
+    """Whether the other host of one tcp edge is there: some connection of this socket completed its
+    CurveZMQ handshake and has not closed since (ZeroMQ's socket monitor).
+
+    Made and read by the process's main thread (the monitor is a socket of its own; the data socket
+    stays its node's). libzmq reports a handshake's result without the connection's descriptor, so
+    it is given to the oldest connection still waiting for one: only peers connecting at the same
+    instant could be told apart wrongly."""
+
+    def __init__(self, wire: EdgeWire, sock: zmq.Socket, server: bool):
+        self.wire = wire
+        if server:  # the consumer: the producer's host connects to what it binds
+            self.host, self.where = wire.client_host, f"{wire.client_address} -> {wire.bind}"
+        else:
+            self.host, self.where = wire.server_host, wire.connect
+        sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+        self.monitor = sock.get_monitor_socket(_PEER_EVENTS)  # before bind/connect: no event missed
+        self._handshaking: list[int] = []
+        self._live: set[int] = set()
+        self.seen = False          # a handshake ever succeeded
+        self.refused = 0           # handshakes that failed (a wrong CurveZMQ key, another protocol)
+        self.absent_since: float | None = time.monotonic()
+        self.announced = False     # the wait that began at absent_since has been logged
+
+    @property
+    def present(self) -> bool:
+        return bool(self._live)
+
+    def poll(self) -> bool:
+        """Take the monitor's news without waiting; True when the peer came or went."""
+        before = self.present
+        while True:
+            try:
+                event = parse_monitor_message(self.monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+            kind, value = event["event"], event["value"]
+            if kind in (zmq.EVENT_ACCEPTED, zmq.EVENT_CONNECTED):
+                self._handshaking.append(value)
+            elif kind == zmq.EVENT_HANDSHAKE_SUCCEEDED and self._handshaking:
+                self._live.add(self._handshaking.pop(0))
+                self.seen = True
+            elif kind in _HANDSHAKE_FAILED and self._handshaking:
+                self._handshaking.pop(0)
+                self.refused += 1
+            elif kind == zmq.EVENT_DISCONNECTED:
+                self._live.discard(value)
+                if value in self._handshaking:
+                    self._handshaking.remove(value)
+        changed = self.present != before
+        if changed:
+            self.absent_since, self.announced = (None, False) if self.present else (time.monotonic(), False)
+        return changed
+
+    def describe(self) -> str:
+        return f"host {self.host!r} at {self.where} (edge {self.wire.edge})"
+
+
+class PeerWatch:
+    """A node's cross-host edges as its process sees them: whom it waits for, and when it stops waiting.
+
+    A peer host that has not connected yet, or whose connections all closed, is waited for up to
+    `wait_s` (the waiting host's `peer_wait`). Meanwhile the node's state (the live status line) says
+    for whom and where, a log line says so when a wait begins and when the peer comes; `check`
+    returns the reason to give up once a wait has lasted longer. A state the node set itself
+    ("compiling") is left alone."""
+
+    def __init__(self, node: str, links: list[PeerLink], wait_s: float, setting: str):
+        self.node, self.links, self.wait_s, self.setting = node, links, wait_s, setting
+        self._shown: str | None = None
+
+    def check(self, metrics: NodeMetrics) -> str | None:
+        """Update what the node shows; the reason to give up, or None."""
+        now = time.monotonic()
+        for link in self.links:
+            if link.poll() and link.present:
+                log.info("%s connected", link.describe(), extra={"node": self.node})
+            if not link.present and not link.announced:
+                link.announced = True
+                log.warning("%s %s: waiting up to %g s%s (%s)", "lost" if link.seen else "waiting for",
+                            link.describe(), self.wait_s, " for it to return" if link.seen else "", self.setting,
+                            extra={"node": self.node})
+        absent = [link for link in self.links if not link.present]
+        text = None
+        if absent:
+            link = absent[0]
+            text = f"waiting for host {link.host!r} at {link.where}: {now - link.absent_since:.0f}/{self.wait_s:g} s"
+        if metrics.state is None or metrics.state == self._shown:
+            metrics.state = self._shown = text
+        for link in absent:
+            if now - link.absent_since > self.wait_s:
+                return self._reason(link, f"within {self.wait_s:g} s ({self.setting})")
+        return None
+
+    def never_came(self) -> str | None:
+        """Why the node did no work with its peers, when one of them never connected (for a run stopped early)."""
+        link = next((link for link in self.links if not link.seen), None)
+        return None if link is None else self._reason(link, "")
+
+    def _reason(self, link: PeerLink, limit: str) -> str:
+        what = "went away and did not return" if link.seen else "never connected"
+        refused = f"; {link.refused} connection(s) failed the CurveZMQ handshake (wrong keys?)" if link.refused else ""
+        return f"{link.describe()} {what}{' ' + limit if limit else ''}{refused}"
 
 
 #: A replay keeps at most this many messages per edge (the ring's in-flight share bounds those in shared memory).
@@ -182,12 +307,14 @@ class OutputPort:
         self.ring_columns = sum(1 for w in wires if w.transport == "ipc")
         self.requests: collections.deque[tuple[str, str, int]] = collections.deque()
         self.edges = []
+        self.peers: list[PeerLink] = []
         for w in wires:
             sock = zctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, w.edge.depth if w.edge.policy == "block" else 1)
             if w.transport == "tcp":
                 curve_client(sock, keys_dir, w.client_host, w.server_host)
+                self.peers.append(PeerLink(w, sock, server=False))
             sock.connect(w.connect)
             self.edges.append(_Edge(w, sock))
 
@@ -353,7 +480,8 @@ class InputPort:
     `poll_socket`; a `block` edge is read by the node's loop itself, `depth` at a time.
 
     Before delivery a message must come from the edge's producer (the run's mac on ipc, the producer
-    host's CurveZMQ key on tcp), carry the buffer the port's type needs, and have a sequence number
+    host's CurveZMQ key on tcp), carry the buffer the port's type needs (on a keypoints port, in the
+    quantised form: `stream.keypoints.keypoint_problem`), and have a sequence number
     after the last one accepted (a repeat is dropped and counted: on a block edge it is a replay's
     duplicate) but at most MAX_SEQ_STEP ahead. A restarted consumer on a replayable edge discards
     everything until its producer's replay marker.
@@ -377,9 +505,11 @@ class InputPort:
         # a peer sending a frame larger than any buffer may be is disconnected before it fills our memory
         self.socket.setsockopt(zmq.MAXMSGSIZE, max(limits.max_header_bytes, limits.max_buffer_bytes))
         self.peer = None
+        self.peers: list[PeerLink] = []
         if wire.transport == "tcp":
             curve_server(self.socket, keys_dir, wire.server_host)
             self.peer = curve_user_id(keys_dir, wire.client_host)
+            self.peers.append(PeerLink(wire, self.socket, server=True))
         self.socket.bind(wire.bind)
         self._lock = threading.Lock()
         self._tally: collections.Counter[str] = collections.Counter()  # counts not yet added to metrics
@@ -430,6 +560,8 @@ class InputPort:
         if msg.eos:
             return msg
         problem = self.port.problem(msg)
+        if problem is None and self.port.type == "keypoints":  # the compact wire form, before a node decodes it
+            problem = keypoint_problem(msg)
         if problem is None and msg.seq > self.accepted + MAX_SEQ_STEP:
             problem = f"seq {msg.seq} is implausibly far ahead of {self.accepted}"
         if problem is not None:

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from stream.message import Message
 from stream.node import Node, Port
-from stream.keypoints import read_keypoints
+from stream.keypoints import fit_keypoints, read_keypoints
 from stream.params import param
 
 
 class BonesNode(Node):
-    """Rasterizes the skeleton at the graph's resolution (keypoints are rescaled from their frame)."""
+    """Rasterizes the skeleton at the graph's resolution: the keypoints' frame letterboxed into it (one
+    scale, centred: `stream.keypoints.fit_keypoints`), so a person is never stretched."""
 
     inputs = {"in": Port("keypoints")}
     outputs = {"out": Port("bones", doc="buffers['bones'] (C, H, W) float32, plus the keypoints")}
@@ -38,10 +38,7 @@ class BonesNode(Node):
         msg = inputs["in"]
         kp = read_keypoints(msg, self.ctx.name)
         p = self.params
-        scaled = kp.keypoints.copy()
-        scaled[:, 0] *= p.width / kp.width
-        scaled[:, 1] *= p.height / kp.height
-        scaled[:, 2] *= p.width / kp.width  # depth is in the same pixel units as x
+        scaled = fit_keypoints(kp, p.width, p.height)
         if not kp.detected:
             scaled[:, 3] = 0.0  # nothing to draw: an all-zero stack
         out = msg.derive(bones=self.rasterize(scaled, p.height, p.width, self.style), keypoints=scaled)

@@ -1,4 +1,5 @@
-"""MediaPipe Pose as a node: video in, keypoints out (smoothed; frames without a person flagged)."""
+"""MediaPipe Pose as a node: video in, keypoints out (smoothed; frames without a person flagged), as the
+quantised keypoint message of `stream.keypoints` (under 300 bytes a frame: what telepresence sends)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,15 +39,17 @@ class PoseNode(Node):
         smoothing = OneEuroConfig(min_cutoff=p.min_cutoff, beta=p.beta) if p.smoothing else None
         self.estimator = PoseEstimator(PoseConfig(model_complexity=p.model_complexity, segmentation=p.segmentation), smoothing)
         self.gaps = GapFiller(p.gap, p.max_hold_s)
-        self.ctx.metrics.extra.update(detected=0, missed=0)
+        self.ctx.metrics.extra.update(detected=0, missed=0, held=0)
 
     def process(self, inputs: dict[str, Message]) -> None:
         msg, p = inputs["in"], self.params
         image = msg.buffers["image"]
         result = self.gaps(self.estimator.process(image, msg.pts))
         self.ctx.metrics.extra["detected" if result.detected else "missed"] += 1
-        out = keypoint_message(msg, result.keypoints, image.shape[1], image.shape[0], result.detected,
-                               world=result.world if p.world else None, held=result.held)
+        self.ctx.metrics.extra["held"] += bool(result.held)
+        # a held pose is one to draw: it travels as detected (the avatar and bones draw nothing otherwise)
+        out = keypoint_message(msg, result.keypoints, image.shape[1], image.shape[0], result.detected or result.held,
+                               world=result.world if p.world else None)
         if result.mask is not None:
             out.buffers["mask"] = result.mask
         self.emit("out", out)
