@@ -1,7 +1,9 @@
 """The browser preview, seen by a real browser: headless Chromium screenshots of the page must show
-the live picture, and two screenshots a moment apart must differ (the picture moves)."""
+the live picture, and two screenshots a moment apart must differ (the picture moves); and the
+glass-to-glass figures it records for what it served to a viewer reading /stream.mjpg."""
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
+from stream.nodes.preview import mjpeg_frames
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -71,3 +75,28 @@ def test_page_shows_the_live_picture_in_chromium(preview: str, tmp_path: Path) -
     assert first.shape == (360, 640, 3)
     assert first.std() > 30  # the colourful test pattern, not a blank page
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 5  # the picture changed
+
+
+def test_preview_records_the_age_of_each_frame_it_serves(tmp_path: Path) -> None:
+    """A viewer reads /stream.mjpg over loopback; the report then counts what was served to it and how old
+    (capture to served) those frames were."""
+    port, report = free_port(), tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "run", "preview", "--quiet", "--set", f"preview.port={port}",
+                             "--for", "8", "--report", str(report)], cwd=tmp_path)
+    deadline, got = time.monotonic() + 30, []
+    while not got:
+        try:
+            for jpeg in mjpeg_frames(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5):
+                got.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+                if len(got) == 20:
+                    break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "the preview never served"
+            time.sleep(0.2)
+    assert proc.wait(60) == 0
+    preview = json.loads(report.read_text())["nodes"]["preview"]
+    assert all(image.shape == (360, 640, 3) for image in got)
+    # every frame read was counted, none twice (one viewer gets each encoded frame at most once)
+    assert len(got) <= preview["extra"]["served"] <= preview["frames_in"]
+    ages = preview["extra"]["glass_to_glass"]
+    assert 0 < ages["p50_ms"] <= ages["p99_ms"] < 5000, ages

@@ -9,17 +9,26 @@ script, codec negotiation or STUN; at preview sizes its bandwidth is no concern 
 
 Frames are JPEG-encoded in `process` at most `max_fps` times a second, once for all clients.
 Binds loopback by default; set host 0.0.0.0 to show it to the LAN.
+
+Glass to glass: when a frame has been written to a viewer (`/stream.mjpg`, `/frame.jpg`), the node
+records now minus the frame's capture timestamp: metrics extra `served` (frames written to viewers)
+and `glass_to_glass` (p50/p99 ms). That is the latency a viewer gets, up to the socket (the browser's
+decode and display are not in it); its own `latency` is only the frame's arrival at this node.
+Across hosts it is as good as their clocks' sync.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
+from typing import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from stream.message import Message
+from stream.metrics import NodeMetrics, Timings
 from stream.node import NodeError, Port, Sink
 from stream.params import param
 
@@ -35,23 +44,41 @@ img{{display:block;width:100%;height:100%;object-fit:contain}}</style></head>
 
 
 class LatestJpeg:
-    """The newest encoded frame, and a condition that wakes the streaming clients when it changes."""
+    """The newest encoded frame (with its capture timestamp), and a condition that wakes the streaming
+    clients when it changes."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.jpeg: bytes | None = None
+        self.capture_ts = 0.0
         self.version = 0
         self.closed = False
 
-    def publish(self, jpeg: bytes) -> None:
+    def publish(self, jpeg: bytes, capture_ts: float) -> None:
         with self.cond:
-            self.jpeg, self.version = jpeg, self.version + 1
+            self.jpeg, self.capture_ts, self.version = jpeg, capture_ts, self.version + 1
             self.cond.notify_all()
 
-    def wait_newer(self, version: int, timeout: float) -> tuple[bytes | None, int]:
+    def wait_newer(self, version: int, timeout: float) -> tuple[bytes | None, float, int]:
         with self.cond:
             self.cond.wait_for(lambda: self.version != version or self.closed, timeout)
-            return self.jpeg, self.version
+            return self.jpeg, self.capture_ts, self.version
+
+
+class ServedFrames:
+    """Frames written to viewers and their age then (capture to served): the node's glass-to-glass figures."""
+
+    def __init__(self, metrics: NodeMetrics):
+        self.metrics, self.ages, self._lock = metrics, Timings(), threading.Lock()
+        metrics.extra.update(served=0, glass_to_glass=self.ages.percentiles_ms())
+
+    def __call__(self, capture_ts: float) -> None:
+        """(a viewer's thread) One frame captured at `capture_ts` has just been written to a viewer."""
+        age = time.time() - capture_ts
+        with self._lock:
+            self.ages.add(age)
+            self.metrics.extra["served"] += 1
+            self.metrics.extra["glass_to_glass"] = self.ages.percentiles_ms()
 
     def close(self) -> None:
         with self.cond:
@@ -59,7 +86,7 @@ class LatestJpeg:
             self.cond.notify_all()
 
 
-def _handler(latest: LatestJpeg, title: str) -> type[BaseHTTPRequestHandler]:
+def _handler(latest: LatestJpeg, title: str, served: Callable[[float], None]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet: no line per request on stderr
             pass
@@ -76,11 +103,12 @@ def _handler(latest: LatestJpeg, title: str) -> type[BaseHTTPRequestHandler]:
             if self.path == "/":
                 self._send(PAGE.format(title=title).encode(), "text/html; charset=utf-8")
             elif self.path == "/frame.jpg":
-                jpeg, _ = latest.wait_newer(-1, timeout=5.0)
+                jpeg, capture_ts, _ = latest.wait_newer(-1, timeout=5.0)
                 if jpeg is None:
                     self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
                 else:
                     self._send(jpeg, "image/jpeg")
+                    served(capture_ts)
             elif self.path == "/stream.mjpg":
                 self._stream()
             else:
@@ -94,16 +122,32 @@ def _handler(latest: LatestJpeg, title: str) -> type[BaseHTTPRequestHandler]:
             version = -1
             try:
                 while not latest.closed:
-                    jpeg, version = latest.wait_newer(version, timeout=1.0)
+                    jpeg, capture_ts, version = latest.wait_newer(version, timeout=1.0)
                     if jpeg is None:
                         continue
                     self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                      f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                     self.wfile.flush()
+                    served(capture_ts)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the viewer closed the page
 
     return Handler
+
+
+def mjpeg_frames(url: str, timeout: float = 10.0) -> Iterator[bytes]:
+    """The JPEGs of a `/stream.mjpg` as a viewer receives them (benchmarks and tests read the preview so)."""
+    with urllib.request.urlopen(url, timeout=timeout) as stream:
+        while True:
+            length = None
+            while (line := stream.readline()) not in (b"\r\n", b""):  # a part's headers, up to the blank line
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if line == b"":
+                return
+            if length is not None:
+                yield stream.read(length)
 
 
 class PreviewSink(Sink):
@@ -130,7 +174,8 @@ class PreviewSink(Sink):
 
         self.latest = LatestJpeg()
         try:
-            self.server = ThreadingHTTPServer((self.params.host, self.params.port), _handler(self.latest, self.ctx.name))
+            handler = _handler(self.latest, self.ctx.name, ServedFrames(self.ctx.metrics))
+            self.server = ThreadingHTTPServer((self.params.host, self.params.port), handler)
         except OSError as exc:
             raise NodeError(f"cannot serve the preview on {self.params.host}:{self.params.port}: {exc}") from None
         self.server.daemon_threads = True
@@ -147,14 +192,15 @@ class PreviewSink(Sink):
         if now - self.last < 1 / self.params.max_fps:
             return
         self.last = now
-        image = inputs["in"].buffers["image"]
+        msg = inputs["in"]
+        image = msg.buffers["image"]
         height, width = image.shape[:2]
         if width > self.params.max_width:
             size = (self.params.max_width, max(1, round(height * self.params.max_width / width)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         ok, data = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), self.flags)
         if ok:
-            self.latest.publish(data.tobytes())
+            self.latest.publish(data.tobytes(), msg.capture_ts)
 
     def close(self) -> None:
         if hasattr(self, "server"):
