@@ -153,6 +153,9 @@ class PoseEstimator:
         import mediapipe as mp  # heavy import, only where poses are actually extracted
 
         self.config = config
+        # its graph's threads print their start-up lines from here to the end of the first frame
+        self._start_up = contextlib.ExitStack()
+        self._start_up.enter_context(_native_log_to_logging())
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=config.static_image_mode, model_complexity=config.model_complexity,
             smooth_landmarks=False, enable_segmentation=config.segmentation,
@@ -169,8 +172,8 @@ class PoseEstimator:
         pts = self._frames / 30.0 if pts is None else float(pts)
         self._frames += 1
         h, w = rgb.shape[:2]
-        with _native_log_to_logging() if self._frames == 1 else contextlib.nullcontext():  # its graph starts here
-            r = self._pose.process(np.ascontiguousarray(rgb))
+        r = self._pose.process(np.ascontiguousarray(rgb))
+        self._start_up.close()  # once: fd 2 is the terminal's again
         if r.pose_landmarks is None:
             if self._filter is not None:
                 self._filter.reset()
@@ -185,6 +188,7 @@ class PoseEstimator:
         return PoseResult(keypoints, world.astype(np.float32), True, pts, (w, h), mask)
 
     def close(self) -> None:
+        self._start_up.close()
         self._pose.close()
 
     def __enter__(self) -> "PoseEstimator":
