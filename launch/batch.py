@@ -206,17 +206,19 @@ def plan_job(graph_path: Path, overrides: dict, nodes: OfflineGraph, source: str
     with refusing(ChunkError):
         index = index_video(source)
 
-    def task(out: Path, label: str, frames: int, **source_params: Any) -> Task:
+    def task(out: Path, label: str, frames: int, replace: bool, **source_params: Any) -> Task:
         sets = {**overrides, nodes.source: {**overrides.get(nodes.source, {}), "path": source, **source_params},
                 nodes.sink: {**overrides.get(nodes.sink, {}), "path": str(out)}}
-        return Task(str(graph_path), sets, source, str(out), label, frames, overwrite)
+        return Task(str(graph_path), sets, source, str(out), label, frames, replace)
 
     if chunk_seconds is None:
-        return Job(source, output, [task(output, source, index.frames)], index.frames, [])
+        return Job(source, output, [task(output, source, index.frames, overwrite)], index.frames, [])
     chunks = plan_chunks(index, chunk_seconds)
     job = Job(source, output, [], index.frames, chunks, index=index)
-    tasks = [task(chunk_path(job, c.index), f"{source} {c.describe()}", c.frames, start=c.start, end=c.end,
-                  audio=False) for c in chunks]  # audio: muxed once from the source onto the joined video
+    # a chunk is the job's own scratch: a retry replaces what a killed attempt completed (replace=True);
+    # audio is muxed once from the source onto the joined video
+    tasks = [task(chunk_path(job, c.index), f"{source} {c.describe()}", c.frames, True, start=c.start, end=c.end,
+                  audio=False) for c in chunks]
     key = _plan_key(graph_path, overrides, source, chunks)
     plan = job.chunk_dir / "plan.json"
     if plan.exists() and json.loads(plan.read_text()) != key:
