@@ -101,11 +101,12 @@ class Compositor(Node):
                 self.still = read_image(self.params.image, min_side=1, backdrop=tuple(self.params.color)).rgb
             except ImageFileError as exc:
                 raise NodeError(f"cannot read background image {exc}") from None
-        if self.params.remove != "none" and not self.ctx.connected("person"):
-            raise NodeError(f"{self.ctx.name}: remove: {self.params.remove} needs an edge into the person input")
+        if self.params.remove != "none":  # (a composite without removal needs no runtime context in setup)
+            if not self.ctx.connected("person"):
+                raise NodeError(f"{self.ctx.name}: remove: {self.params.remove} needs an edge into the person input")
+            self.ctx.metrics.extra.update(removed=0)
         self.overlay = StatsOverlay() if self.params.overlay else None
         self.color = tuple(self.params.color)
-        self.ctx.metrics.extra.update(removed=0)
 
     def _background(self, inputs: dict[str, Message], image: np.ndarray) -> np.ndarray:
         import cv2
