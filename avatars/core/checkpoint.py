@@ -30,8 +30,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "direct": ("avatar", "a direct-translation avatar"),
     "stylenet": ("style", "a StyleNet stylizer"),
     "texturenet": ("style", "a TextureNet stylizer"),
+    "decoder": ("universal", "a universal-style decoder"),
 }
-FAMILIES = {"avatar": "an avatar", "style": "a style"}
+FAMILIES = {"avatar": "an avatar", "style": "a style", "universal": "a universal-style decoder"}
 
 
 class CheckpointError(ValueError):

