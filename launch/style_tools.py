@@ -25,6 +25,7 @@ from launch.command import (NO_STEP_LIMIT, Exit, Refused, device_option, duratio
                             set_threads)
 from launch.media import media_root
 from launch.shipped import graph_file
+from launch.universal_tools import DEFAULT_DECODER
 from stream.image_files import (MAX_PIXELS, MIN_SIDE, WRITE_FORMATS, ImageFileError, format_problem, picture_count,
                                 read_image, write_image)
 
@@ -272,6 +273,10 @@ def _check_output(src: Path, out: Path, overwrite: bool) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
+    if args.style_image and args.checkpoint:
+        raise Refused(f"give a style (CKPT: {args.checkpoint}) or --style-image PAINTING, not both")
+    if not args.style_image and not args.checkpoint:
+        raise Refused("give a style (CKPT, a shipped style name) or --style-image PAINTING")
     src, out = Path(args.input), Path(args.output)
     kind = _input_kind(src)
     _check_output(src, out, args.overwrite)
@@ -282,15 +287,36 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> int:
     """Stylize the picture (scaled to --max-side), put its alpha back (or flatten it onto white for JPEG/BMP)."""
-    from avatars.style.stylize import FastPathConfig, FrameStylizer
-
     _writable_image(out)
-    set_threads(args.threads)
-    device = device_option(args.device)
-    model, path = _load_stylizer(args.checkpoint, device)
     max_side = DEFAULT_MAX_SIDE if args.max_side is None else args.max_side
     if max_side < 0:
         raise Refused(f"--max-side {max_side}: give a number of pixels, or 0 for no bound")
+    if args.style_image:
+        from launch import universal_tools
+
+        with refusing(ImageFileError):
+            picture = read_image(src, max_side=max_side, min_side=MIN_SIDE)
+        mask = _read_mask(Path(args.mask), picture.rgb.shape[:2]) if args.mask else None
+        result, what = universal_tools.stylize_picture(args, picture.rgb, mask)
+    else:
+        result, what, picture = _stylize_with_model(args, src, max_side)
+    if not _save_image(result, out, picture.alpha):
+        return Exit.FAILED
+    scaled = f" (scaled from {picture.source_size[0]}x{picture.source_size[1]} by --max-side {max_side})" \
+        if picture.scaled else ""
+    kept = "" if picture.alpha is None else \
+        (", alpha kept" if WRITE_FORMATS[out.suffix.lower()] else ", transparency flattened onto white")
+    print(f"{out}: {result.shape[1]}x{result.shape[0]}{scaled}{kept}, {what}")
+    return Exit.OK
+
+
+def _stylize_with_model(args: argparse.Namespace, src: Path, max_side: int):
+    """(stylized frame, what did it, the picture read) with a trained stylizer."""
+    from avatars.style.stylize import FastPathConfig, FrameStylizer
+
+    set_threads(args.threads)
+    device = device_option(args.device)
+    model, path = _load_stylizer(args.checkpoint, device)
     with refusing(ImageFileError):  # the network's coarsest stage needs more than `multiple` pixels a side
         picture = read_image(src, max_side=max_side, min_side=max(MIN_SIDE, model.multiple + 1))
     frame = picture.rgb
@@ -301,15 +327,8 @@ def _stylize_image(args: argparse.Namespace, src: Path, out: Path) -> int:
     stylizer = FrameStylizer(model, device, cfg)
     result = stylizer(frame, mask)
     seconds = time.perf_counter() - start
-    if not _save_image(result, out, picture.alpha):
-        return Exit.FAILED
-    scaled = f" (scaled from {picture.source_size[0]}x{picture.source_size[1]} by --max-side {max_side})" \
-        if picture.scaled else ""
-    kept = "" if picture.alpha is None else \
-        (", alpha kept" if WRITE_FORMATS[out.suffix.lower()] else ", transparency flattened onto white")
-    print(f"{out}: {result.shape[1]}x{result.shape[0]}{scaled}{kept}, {path.stem} "
-          f"({'bf16' if stylizer.bf16 else 'fp32'}{'' if args.fp32 else ' fast path'}, {device}) in {seconds:.2f} s")
-    return Exit.OK
+    return result, (f"{path.stem} ({'bf16' if stylizer.bf16 else 'fp32'}{'' if args.fp32 else ' fast path'}, "
+                    f"{device}) in {seconds:.2f} s"), picture
 
 
 def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
@@ -326,10 +345,18 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
     if args.device != "auto":
         raise Refused(f"--device applies to images; videos run the graph {VIDEO_GRAPH}, whose stylizer "
                       f"picks the GPU where there is one (device: auto)")
-    _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
-    style = {"model": str(checkpoint.resolve()), "bf16": False if args.fp32 else None, "channels_last": not args.fp32,
-             "compile": args.compile, "noise_scale": args.noise_scale, "seed": args.seed,
-             "smoothing": args.smoothing, "smoothing_weight": args.smoothing_weight, "threads": args.threads}
+    if args.style_image:
+        from launch import universal_tools
+
+        style = universal_tools.video_style_params(args)  # a bad painting or decoder fails here, not in a node
+        made_with = Path(args.style_image).name
+    else:
+        _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
+        style = {"model": str(checkpoint.resolve()), "bf16": False if args.fp32 else None,
+                 "channels_last": not args.fp32, "compile": args.compile, "noise_scale": args.noise_scale,
+                 "seed": args.seed, "smoothing": args.smoothing, "smoothing_weight": args.smoothing_weight,
+                 "threads": args.threads}
+        made_with = checkpoint.stem
     sink = {"path": str(out.resolve()), "crf": args.crf, "preset": args.preset}
     overrides = {"source": {"path": str(src.resolve())}, "style": style, "sink": sink}
     try:
@@ -339,7 +366,7 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
         raise Refused(str(exc)) from None
     code = supervisor.run()
     if code == Exit.OK:
-        print(f"{out}: {src.name} stylized with {checkpoint.stem} (via {VIDEO_GRAPH}.yaml)")
+        print(f"{out}: {src.name} stylized with {made_with} (via {VIDEO_GRAPH}.yaml)")
     elif code in (Exit.INTERRUPTED, Exit.TERMINATED):
         log.error("stylizing %s was stopped (%s) before its end; %s was not written",
                   src, "Ctrl-C" if code == Exit.INTERRUPTED else "SIGTERM", out)
@@ -616,7 +643,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stylize", help="stylize an image, or a video through the offline graph",
                        description="An image is stylized in this process; a video goes through "
                                    "the shipped graph stylize_video (every frame kept, audio kept, progress bar).")
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or a shipped style (" + ", ".join(available("style")) + ")")
+    p.add_argument("checkpoint", metavar="CKPT", nargs="?", help="checkpoint file, or a shipped style ("
+                   + ", ".join(available("style")) + "); left out with --style-image")
     p.add_argument("input", metavar="INPUT", help="image, or video file")
     p.add_argument("output", metavar="OUTPUT", help="image (.png, .jpg ...) for an image; .mp4/.mkv/.mov for a video")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists (otherwise refused)")
@@ -642,6 +670,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="image: cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
     p.add_argument("--quiet", action="store_true", help="video: no progress bar or final report")
+    universal = p.add_argument_group("any painting (universal style transfer: VGG-19 features, a transform, "
+                                     "a decoder trained only to reconstruct; no training per painting)")
+    universal.add_argument("--style-image", metavar="PAINTING", help="stylize after this picture instead of CKPT")
+    universal.add_argument("--method", choices=("wct", "adain"), default="wct",
+                           help="wct: the painting's feature covariance (default); adain: its per-channel mean and spread")
+    universal.add_argument("--alpha", type=float, default=1.0, help="share of the painting's statistics (default 1; "
+                           "0 keeps the content)")
+    universal.add_argument("--decoder", default=DEFAULT_DECODER, metavar="CKPT",
+                           help=f"decoder checkpoint, or a shipped one (default {DEFAULT_DECODER}; train-decoder makes one)")
     p.set_defaults(func=cmd_stylize, fp32=False)
 
     p = sub.add_parser("ship-style", help="train a style and export it to the shipped weights",

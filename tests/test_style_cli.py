@@ -26,7 +26,7 @@ from PIL import Image
 from launch.cli import main
 from launch.command import Exit
 from launch.shipped import graph_file
-from stream.graph import build_graph, load_graph
+from stream.graph import load_graph, parse_overrides
 from stream.media import probe
 
 THREADS = ["--threads", "1"]
@@ -410,7 +410,7 @@ def test_stylize_bounds_the_image_size_and_refuses_tiny_images(files, tmp_path, 
     assert main(["stylize", "starry_night", str(tmp_path / "wide.png"), str(tmp_path / "o.png"), *THREADS]) == 0
     assert "2048x34 (scaled from 3000x50 by --max-side 2048)" in capsys.readouterr().out
     assert _rgb(tmp_path / "o.png").shape == (34, 2048, 3)
-    assert main(["stylize", "starry_night", str(tmp_path / "wide.png"), str(tmp_path / "o.png"),
+    assert main(["stylize", "starry_night", str(tmp_path / "wide.png"), str(tmp_path / "o600.png"),
                  "--max-side", "600", *THREADS]) == Exit.REFUSED
     assert "wide.png: 600x10 pixels (scaled from 3000x50 to a maximum side of 600) is too small" in capsys.readouterr().err
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
@@ -429,11 +429,7 @@ def test_live_graph_validates_and_its_file_swap_recipe_holds(capsys):
     assert [graph.nodes[n].kind for n in graph.order()] == ["camera", "resize", "stylize", "resize", "preview"]
     assert (graph.nodes["small"].params.width, graph.nodes["small"].params.height) == (256, 256)
     assert graph.nodes["style"].params.model == "starry_night"
-    # the comment's recipe for a file instead of the camera gives a valid graph, and --set picks the file
-    text = path.read_text()
-    swap = next(line.lstrip("# ").removeprefix("- ") for line in text.splitlines() if "kind: video" in line)
-    doc = yaml.safe_load(text)
-    doc["nodes"][0] = yaml.safe_load(swap)
-    swapped = build_graph(doc, "swapped", {"camera": {"path": "other.mp4"}})
-    assert swapped.nodes["camera"].kind == "video" and swapped.nodes["camera"].params.path == "other.mp4"
-    assert swapped.nodes["camera"].params.realtime
+    # the comment's recipe for a file instead of the camera: the camera node takes it as typed
+    assert "--set camera.device=1" in path.read_text() and "=clip.mp4 (a file" in path.read_text()
+    swapped = load_graph(path, parse_overrides(["camera.device=take #2.mp4", "camera.loop=true"], path))
+    assert swapped.nodes["camera"].params.device == "take #2.mp4" and swapped.nodes["camera"].params.loop
