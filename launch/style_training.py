@@ -157,8 +157,9 @@ def cmd_train_style(args: argparse.Namespace) -> int:
     print(f"samples:    {samples}/  (top row content, bottom row output)" if cfg.content_dir else f"samples:    {samples}/")
     if curve.is_file():
         print(f"loss curve: {curve}")
-    if result.final_losses:
-        print("final losses (mean of the last steps): "
+    if result.final_losses:  # the window the progress bar's losses are the mean of (training_loop.TrainingLog)
+        window = min(result.steps - (meta or {}).get("step", 0), 50)
+        print(f"final losses (mean of the last {window} steps, as the progress bar ended): "
               + "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items()))
     return 0
 
@@ -259,6 +260,21 @@ def _content_summary(names: list[str], listed: int = 20) -> str:
     return "; ".join(x for x in (head, ", ".join(singles[:listed]) + (" ..." if len(singles) > listed else "")) if x)
 
 
+def ship_config(args: argparse.Namespace):
+    """The StyleTrainConfig of a ship-style command line (its defaults: the shipped styles' recipe)."""
+    from avatars.style.losses import LossConfig
+    from avatars.style.stylenet import StyleNetConfig
+    from avatars.style.training import StyleTrainConfig
+
+    with refusing(ValueError, TypeError):
+        return StyleTrainConfig(style=args.style, content_dir=args.content, steps=args.steps, batch_size=args.batch,
+                                image_size=args.size, time_limit_s=args.minutes * 60,
+                                lr_final=args.lr_final, stylenet=StyleNetConfig(tuple(args.channels), args.residual_blocks),
+                                loss=LossConfig(bf16=None, style_weight=args.style_weight,
+                                                content_layers=tuple(args.content_layers)),
+                                device=device_option(args.device))
+
+
 def cmd_ship_style(args: argparse.Namespace) -> int:
     """Train (resumably) in RUN_DIR, then export weights, record and a how-it-was-made note."""
     import dataclasses
@@ -267,18 +283,10 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
     from avatars.core.checkpoint import load_state, save_checkpoint
     from avatars.core.weights import WEIGHTS
     from avatars.style.checkpoint import read_style_record
-    from avatars.style.losses import LossConfig
-    from avatars.style.stylenet import StyleNetConfig
-    from avatars.style.training import StyleTrainConfig, list_images, train_stylizer
+    from avatars.style.training import list_images, train_stylizer
 
     name = _shipped_name(args.name)
-    with refusing(ValueError, TypeError):
-        cfg = StyleTrainConfig(style=args.style, content_dir=args.content, steps=args.steps, batch_size=args.batch,
-                               image_size=args.size, time_limit_s=args.minutes * 60,
-                               lr_final=args.lr_final, stylenet=StyleNetConfig(tuple(args.channels), args.residual_blocks),
-                               loss=LossConfig(bf16=None, style_weight=args.style_weight,
-                                               content_layers=tuple(args.content_layers)),
-                               device=device_option(args.device))
+    cfg = ship_config(args)
     _check_train_inputs(cfg)
     set_threads(args.threads)
     run = Path(args.run_dir) / f"{name}.safetensors"
@@ -294,8 +302,8 @@ def cmd_ship_style(args: argparse.Namespace) -> int:
         f"- command: `python -m launch ship-style {Path(args.style).name} {name} --minutes {args.minutes:g} "
         f"--steps {args.steps} --batch {args.batch} --channels {' '.join(map(str, args.channels))} "
         f"--residual-blocks {args.residual_blocks} --content-layers {' '.join(args.content_layers)} "
-        + (f"--lr-final {args.lr_final:g} " if args.lr_final is not None else "") +
-        f"--style-weight {args.style_weight:g} --size {args.size} --threads {args.threads}` on {cfg.device}\n"
+        f"--lr-final {args.lr_final:g} --style-weight {args.style_weight:g} --size {args.size} "
+        f"--threads {args.threads}` on {cfg.device}\n"
         f"- content set ({len(content)} images of `{Path(args.content).name}`, sha256 "
         f"{record['data']['content']['sha256'][:16]}..., random {cfg.image_size}x{cfg.image_size} crops + flips): "
         + _content_summary(content) + "\n"
@@ -363,20 +371,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ship-style", help="train a style and export it to the shipped weights",
                        description="Train a StyleNet-IN on STYLE_IMAGE (resumable: the run's checkpoint stays in "
                                    "--run-dir), then write the shipped weights NAME.safetensors, its record "
-                                   "(.json) and a note of how it was made (.md) to the style weights.")
+                                   "(.json) and a note of how it was made (.md) to the style weights. The "
+                                   "defaults are the recipe the shipped styles were made with (their .md and .json).")
     p.add_argument("style", metavar="STYLE_IMAGE")
     p.add_argument("name", metavar="NAME", help="the shipped name (what --set style.model=NAME and stylize take)")
     p.add_argument("--content", default=str(media_root() / "content"), metavar="DIR",
                    help="folder of content photos (default: the shared media's content/)")
-    p.add_argument("--minutes", type=float, default=55.0, help="training time limit (default 55)")
-    p.add_argument("--steps", type=int, default=4000, help="step limit (default 4000)")
+    p.add_argument("--minutes", type=float, default=85.0, help="training time limit (default 85)")
+    p.add_argument("--steps", type=int, default=100_000, help="step limit (default 100000: the time limit decides)")
     p.add_argument("--batch", type=int, default=1, help="images per step (default 1)")
     p.add_argument("--size", type=int, default=256, metavar="PX", help="training crop size (default 256)")
-    p.add_argument("--channels", type=int, nargs=3, default=(16, 32, 64), metavar="C", help="StyleNet widths")
-    p.add_argument("--residual-blocks", type=int, default=5, metavar="N", help="StyleNet residual blocks (default 5)")
-    p.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER",
-                   help="VGG-19 content layers (default relu4_2)")
-    p.add_argument("--lr-final", type=float, metavar="LR", help="cosine decay of the learning rate to LR (default: constant)")
+    p.add_argument("--channels", type=int, nargs=3, default=[12, 24, 48], metavar="C",
+                   help="StyleNet widths (default 12 24 48)")
+    p.add_argument("--residual-blocks", type=int, default=4, metavar="N", help="StyleNet residual blocks (default 4)")
+    p.add_argument("--content-layers", nargs="+", default=["relu2_2", "relu4_2"], metavar="LAYER",
+                   help="VGG-19 content layers (default relu2_2 relu4_2)")
+    p.add_argument("--lr-final", type=float, default=1e-4, metavar="LR",
+                   help="cosine decay of the learning rate (1e-3) to LR by the run's end (default 1e-4; "
+                        "1e-3: constant)")
     p.add_argument("--style-weight", type=float, default=5.0, help="default 5")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: steady timing)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")

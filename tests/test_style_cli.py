@@ -228,6 +228,72 @@ def test_train_style_writes_a_checkpoint_that_stylize_uses_and_resumes(files, tm
     assert json.loads(ckpt.with_suffix(".json").read_text())["step"] == 2
 
 
+def _bar_losses(stderr: str) -> dict[str, str]:
+    """The loss terms of the progress bar's last drawing (tqdm redraws its line after a carriage return)."""
+    import re
+
+    last = [line for line in re.split(r"[\r\n]", stderr) if "total=" in line][-1]
+    return dict(re.findall(r"(\w+)=([-+.\de]+)", last.split("[", 1)[1]))
+
+
+def test_train_style_with_a_time_budget_shows_time_and_ends_on_the_losses_it_reports(files, tmp_path, capsys):
+    """--minutes draws the bar in training seconds against the budget (steps in its postfix), and the
+    closing line reports the losses the bar ended on: one quantity, the mean of the last steps."""
+    ckpt = tmp_path / "timed.safetensors"
+    args = ["train-style", "--style", str(files["style"]), "--content", str(files["content"]), "-o", str(ckpt),
+            *[a for a in TINY if a != "--quiet"], "--sample-every", "1000", "--checkpoint-every", "1000"]
+    assert main([*args, "--minutes", "0.05"]) == Exit.OK
+    captured = capsys.readouterr()
+    bar = [line for line in captured.err.split("\r") if "total=" in line][-1]
+    assert "3/3 [" in bar and "s/s" in bar, bar   # 3 s of the 3 s budget, in seconds per second
+    shown = _bar_losses(captured.err)
+    steps = int(shown.pop("step"))
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    assert meta["step"] == steps >= 2 and meta["seconds"] >= 3
+    closing = [line for line in captured.out.splitlines() if line.startswith("final losses")][0]
+    assert f"mean of the last {min(steps, 50)} steps" in closing
+    reported = dict(zip(closing.split(": ", 1)[1].split()[::2], closing.split(": ", 1)[1].split()[1::2]))
+    assert set(reported) == set(shown) == {"style", "content", "tv", "total"}
+    for term, value in reported.items():   # the recorded final losses, to the bar's 3 and the line's 4 digits
+        assert f"{meta['final_losses'][term]:.3g}" == shown[term] and f"{meta['final_losses'][term]:.4g}" == value
+
+    # a step budget draws steps, and the same losses end the bar and the run
+    assert main([*args, "--steps", "4", "--no-resume"]) == Exit.OK
+    captured = capsys.readouterr()
+    shown = _bar_losses(captured.err)
+    assert "4/4 [" in [line for line in captured.err.split("\r") if "total=" in line][-1]
+    closing = [line for line in captured.out.splitlines() if line.startswith("final losses")][0]
+    assert "mean of the last 4 steps" in closing
+    assert {t: f"{v:.3g}" for t, v in json.loads(ckpt.with_suffix(".json").read_text())["final_losses"].items()} == shown
+
+
+def test_ship_style_defaults_are_the_recipe_the_shipped_styles_were_made_with(files):
+    """ship-style STYLE NAME with no option trains what the shipped styles' records (.json) say they were
+    trained with, and its options are those of the commands their notes (.md) give."""
+    import dataclasses
+    import shlex
+
+    from avatars.core.weights import WEIGHTS, available
+    from launch.cli import build_parser
+    from launch.style_training import ship_config
+
+    parse = build_parser().parse_args
+    defaults = parse(["ship-style", str(files["style"]), "new_style", "--device", "cpu"])
+    made = json.loads(json.dumps(dataclasses.asdict(ship_config(defaults))))   # tuples as the records' lists
+    each_run = ("style", "content_dir", "device")          # the data and the machine, not the recipe
+    names = available("style")
+    assert len(names) >= 4
+    for name in names:
+        record = json.loads((WEIGHTS / "style" / f"{name}.json").read_text())["train"]
+        assert {k: v for k, v in made.items() if k not in each_run} == \
+            {k: v for k, v in record.items() if k not in each_run}, name
+        note = (WEIGHTS / "style" / f"{name}.md").read_text()
+        command = shlex.split(note.split("- command: `python -m launch ", 1)[1].split("`", 1)[0])
+        noted = vars(parse([*command, "--device", "cpu"]))
+        assert {k: v for k, v in noted.items() if k not in ("style", "name", "func")} == \
+            {k: v for k, v in vars(defaults).items() if k not in ("style", "name", "func")}, name
+
+
 # -- synthesize-texture -----------------------------------------------------------------------
 
 def test_synthesize_texture_by_optimisation(files, tmp_path, capsys):

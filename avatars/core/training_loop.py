@@ -5,7 +5,8 @@
   steps, the mean of the terms since the previous entry; the history is stored in
   checkpoints and plotted. Resuming starts it from a checkpoint's step, seconds and history.
 * ``train_steps``: optimizer steps until the step count or the time limit is reached, with a
-  progress bar, calling back to write samples and checkpoints every so many steps.
+  progress bar (steps, or training seconds against a time limit; the loss terms' window mean),
+  calling back to write samples and checkpoints every so many steps.
   ``seconds`` counts only the steps themselves (batch, forward, backward, update).
 * ``run_progress`` / ``cosine``: how far a run is towards whichever limit ends it, and the
   learning rate of a cosine decay at that point.
@@ -56,8 +57,10 @@ class TrainingLog:
         return mean_losses(self.recent)
 
     def postfix(self) -> dict[str, str]:
-        """The last step's terms, short, for a progress bar."""
-        return {k: f"{v:.3g}" for k, v in self.recent[-1].items()} if self.recent else {}
+        """The terms for a progress bar, short: their mean over the last ``window`` steps, so that the bar
+        ends on the final losses the run reports (one step's terms swing with its crop; early in a run
+        the last step's are far below the window's mean)."""
+        return {k: f"{v:.3g}" for k, v in self.mean().items()}
 
 
 class LoopConfig(Protocol):
