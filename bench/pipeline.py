@@ -8,6 +8,8 @@
 2. `batch` on a local Ray over one input cut into 4 chunks against `run` of the whole file, one
    after the other in this process: the ratio, Ray's start apart, and the joining's own cost
    (stream copy of the chunks and the source's audio) as a share of the work.
+3. `--jobs overlap`: stylize_video.yaml with flow smoothing in 1 s chunks (without Ray), with and
+   without `batch`'s overlap frames, each compared frame by frame with `run` of the whole clip.
 
 Frames/s are end to end (start-up included: that is what a user waits); the graph rows add the
 sink's latency p50/p99 (capture to encoder), drops, and each node's processing time p50. CPU per
@@ -158,6 +160,54 @@ def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
                f"join {join_s / batch_s:.1%}, Ray start {cluster.started_s:.1f} s")
 
 
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def overlap_against_none(src: str, seconds: float, tmp: Path) -> Row:
+    """`batch` of stylize_video.yaml with flow smoothing in 1 s chunks, with and without the overlap frames,
+    each against `run` of the whole clip, all encoded losslessly: how far the frames at the chunk starts are
+    from the whole run's (mean |difference| in levels of 255; elsewhere it is 0 but for the odd rounding), and
+    what the overlap costs (its frames/s against none: the ratio)."""
+    from launch.batch import OVERLAP_FRAMES
+    from launch.cli import main
+    from stream.chunks import index_video, plan_chunks
+    from stream.media import open_input
+
+    keyframed = tmp / "keyframed.mp4"  # the clip with a keyframe every second, so it cuts into 1 s chunks
+    with open_input(src) as c:
+        fps = c.streams.video[0].average_rate
+    frames = plain_loop(src, str(keyframed), 18, "veryfast", seconds=seconds, gop=round(fps))
+    sets = ["style.smoothing=flow", "sink.crf=0"]  # lossless: the differences are the graph's, not the encoder's
+    run_graph("stylize_video", str(keyframed), str(tmp / "whole_flow.mp4"), *sets)
+    whole = decoded_frames(tmp / "whole_flow.mp4")
+    index = index_video(str(keyframed))
+    starts = [index.pts.index(c.offset) for c in plan_chunks(index, 1.0)[1:]]
+    near = sorted({i + k for i in starts for k in range(5)})
+    fps_of, diffs = {}, {}
+    for overlap in (0, OVERLAP_FRAMES):
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = main(["batch", "stylize_video", str(keyframed), "-o", str(tmp / f"overlap{overlap}"), "--quiet",
+                         "--chunk-seconds", "1", "--overlap", str(overlap), *[a for s in sets for a in ("--set", s)]])
+        if code != 0:
+            raise SystemExit(f"batch --overlap {overlap} failed ({code})")
+        fps_of[overlap] = frames / (time.perf_counter() - t0)
+        out = decoded_frames(tmp / f"overlap{overlap}" / "keyframed.mp4")
+        diff = [float(np.abs(a.astype(np.int16) - b).mean()) for a, b in zip(out, whole)]
+        far = [d for i, d in enumerate(diff) if i not in near]
+        diffs[overlap] = (np.mean([diff[i] for i in starts]), np.mean([diff[i] for i in near]), np.mean(far))
+        print(f"overlap {overlap}: {len(out)} frames of {frames}, {len(starts) + 1} chunks; mean |chunked - whole| at "
+              f"the chunk starts {diffs[overlap][0]:.2f}, their first 5 frames {diffs[overlap][1]:.2f}, elsewhere "
+              f"{diffs[overlap][2]:.2f} (levels of 255); {fps_of[overlap]:.2f} frames/s")
+    none, some = diffs[0], diffs[OVERLAP_FRAMES]
+    return Row(f"overlap {OVERLAP_FRAMES} frames", frames, fps_of[OVERLAP_FRAMES], fps_of[0],
+               f"chunk starts {none[0]:.2f} -> {some[0]:.2f}, elsewhere {some[2]:.2f} (levels)")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,7 +217,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--long", default=str(media_root() / "video" / "hybrik_taiji.mp4"),
                         help="long input for batch (keyframes every few seconds)")
     parser.add_argument("--chunk-seconds", type=float, default=4.0)
-    parser.add_argument("--jobs", nargs="+", default=["avatar", "stylize", "batch"], choices=["avatar", "stylize", "batch"])
+    parser.add_argument("--jobs", nargs="+", default=["avatar", "stylize", "batch"],
+                        choices=["avatar", "stylize", "batch", "overlap"],
+                        help="overlap (not by default): chunk starts with and without overlap frames, flow smoothing")
     args = parser.parse_args(argv)
     # as the stylize node does (stream/nodes/stylize.py): OpenMP threads that wait sleep instead of spinning,
     # else the loop's torch pool starves itself on shared cores and the comparison flatters the graph
@@ -184,6 +236,8 @@ def main(argv: list[str]) -> int:
             rows.append(graph_against_loop("stylize_rerender", "stylize_video", stylize_stage, args.file, args.seconds, Path(tmp)))
         if "batch" in args.jobs:
             rows.append(batch_against_run(str(Path(args.long).resolve()), args.chunk_seconds, Path(tmp)))
+        if "overlap" in args.jobs:
+            rows.append(overlap_against_none(args.file, args.seconds, Path(tmp)))
     print(f"pipeline bench: {os.cpu_count()} CPUs; ratio = graph (or batch) frames/s / sequential frames/s")
     for r in rows:
         print(f"{r.job:<22} frames {r.frames:>5}  graph {r.graph_fps:7.2f} fps  sequential {r.loop_fps:7.2f} fps  "

@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 
 
 def plain_loop(src: str, dst: str, crf: int, preset: str,
-               stage: Callable[[np.ndarray, float], np.ndarray] | None = None, seconds: float = float("inf")) -> int:
+               stage: Callable[[np.ndarray, float], np.ndarray] | None = None, seconds: float = float("inf"),
+               gop: int | None = None) -> int:
     """Decode -> RGB -> `stage` (image, pts -> image) -> encode in one process, with the same helpers and
-    settings as the nodes, the first `seconds` of `src`; frames written. The baseline of the graph benchmarks."""
+    settings as the nodes, the first `seconds` of `src`; frames written. The baseline of the graph benchmarks
+    (and, with `gop`, a copy with a keyframe every `gop` frames to cut into chunks)."""
     import av
 
     from stream.media import add_audio_stream, add_video_stream, audio_frame, audio_message, video_frame
@@ -47,7 +49,8 @@ def plain_loop(src: str, dst: str, crf: int, preset: str,
         video.thread_type = "AUTO"
         audio = inp.streams.audio[0] if inp.streams.audio else None
         rate = video.average_rate
-        enc = add_video_stream(out, "libx264", rate, video.time_base, video.width, video.height, crf=crf, preset=preset)
+        enc = add_video_stream(out, "libx264", rate, video.time_base, video.width, video.height, crf=crf, preset=preset,
+                               gop=gop)
         aenc = add_audio_stream(out, audio.rate, audio.layout.name) if audio else None
         ticks = max(1, round(1 / (rate * video.time_base)))
         frames = 0

@@ -40,6 +40,9 @@ OBJECT_STORE_BYTES = 96 * 2 ** 20
 #: Suffixes the file sink writes; other inputs (.avi, .gif...) get OUTDIR/<stem>.mp4.
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov")
 CHUNKS = ".chunks"
+#: Frames before each chunk (but the first) that its graph runs and drops: enough for the temporal state
+#: of the shipped nodes to forget a cold start (EMA/flow smoothing at weight 0.5 keeps 0.5**8 = 0.4% of it).
+OVERLAP_FRAMES = 8
 PROGRESS_S = 0.5  # how often a task reports its frames
 
 
@@ -78,8 +81,9 @@ class SinkProgress:
         if now - self.last < PROGRESS_S:
             return
         self.last = now
-        done = [h.node_status[n].get("metrics", {}).get("last_seq", -1) + 1 for h in handles for n in h.nodes
-                if n in self.sinks and n in h.node_status]
+        # frames written (the mp4 sink's count: a chunk's pre-roll frames pass its seq but are not written)
+        done = [h.node_status[n].get("metrics", {}).get("extra", {}).get("video_frames", 0) for h in handles
+                for n in h.nodes if n in self.sinks and n in h.node_status]
         if done:
             self.report(min(done))
 
@@ -199,7 +203,7 @@ def chunk_path(job: Job, i: int) -> Path:
 
 
 def plan_job(graph_path: Path, overrides: dict, nodes: OfflineGraph, source: str, outdir: Path,
-             chunk_seconds: float | None, overwrite: bool = False) -> Job:
+             chunk_seconds: float | None, overwrite: bool = False, overlap: int = OVERLAP_FRAMES) -> Job:
     """The tasks of one input (paths made absolute: tasks may run elsewhere), its finished chunks skipped."""
     source = str(Path(source).resolve())
     output = outdir.resolve() / output_name(source)
@@ -213,12 +217,12 @@ def plan_job(graph_path: Path, overrides: dict, nodes: OfflineGraph, source: str
 
     if chunk_seconds is None:
         return Job(source, output, [task(output, source, index.frames, overwrite)], index.frames, [])
-    chunks = plan_chunks(index, chunk_seconds)
+    chunks = plan_chunks(index, chunk_seconds, overlap)
     job = Job(source, output, [], index.frames, chunks, index=index)
     # a chunk is the job's own scratch: a retry replaces what a killed attempt completed (replace=True);
     # audio is muxed once from the source onto the joined video
     tasks = [task(chunk_path(job, c.index), f"{source} {c.describe()}", c.frames, True, start=c.start, end=c.end,
-                  audio=False) for c in chunks]
+                  preroll=c.preroll, audio=False) for c in chunks]
     key = _plan_key(graph_path, overrides, source, chunks)
     plan = job.chunk_dir / "plan.json"
     if plan.exists() and json.loads(plan.read_text()) != key:
@@ -338,6 +342,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     outdir = Path(args.output)
     if args.chunk_seconds is not None and args.chunk_seconds <= 0:
         raise Refused(f"--chunk-seconds must be > 0, got {args.chunk_seconds}")
+    if args.overlap < 0:
+        raise Refused(f"--overlap must be >= 0 frames, got {args.overlap}")
     with refusing(GraphError, ValueError):
         path = graph_file(args.graph)
         overrides = parse_overrides(args.set or [], path)
@@ -360,8 +366,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         # the models and parameters: what every task would refuse
         if problems := check_graph(load_graph(path, first), overwrite=args.overwrite):
             raise GraphError(str(path), problems)
-    jobs = [plan_job(Path(path).resolve(), overrides, nodes, source, outdir, args.chunk_seconds, args.overwrite)
-            for source in args.inputs]
+    jobs = [plan_job(Path(path).resolve(), overrides, nodes, source, outdir, args.chunk_seconds, args.overwrite,
+                     args.overlap) for source in args.inputs]
 
     cluster = connect_ray(args.ray) if args.ray else None
     if cluster is not None:
@@ -423,6 +429,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                          "without it they run one after another here")
     p.add_argument("--chunk-seconds", type=float, metavar="S", help="cut each input at keyframes into chunks of "
                                                                     "at least S seconds, joined without re-encoding")
+    p.add_argument("--overlap", type=int, default=OVERLAP_FRAMES, metavar="FRAMES",
+                   help="frames before each chunk run through the graph and dropped, so temporal state (smoothing, "
+                        f"tracking) starts warm (default {OVERLAP_FRAMES}; 0 for a graph without any)")
     p.add_argument("--retries", type=int, default=3, help="Ray retries of a task whose worker died (default 3)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that exist (otherwise refused before any work, as `run` does)")

@@ -9,6 +9,13 @@ decoder hands frames over in presentation order). The first chunk starts at 0 (t
 as a plain run does); each chunk's output timestamps count from its own start (the source's
 `origin`), and `Chunk.offset` (ticks of the input's time base) puts them back when joining.
 
+Overlap. A graph with temporal state (the stylizer's flow or EMA smoothing, the pose filter and
+MediaPipe's tracking, the avatar's scale smoothing) would start each chunk cold, so a chunk's
+first frames would differ from a whole-file run's. Every chunk but the first therefore starts
+`overlap` frames early (`Chunk.preroll`, the source's `preroll`): those frames are decoded and
+run through the graph, and the `mp4` sink drops them (their timestamps lie before the chunk's
+origin), so they warm the state and never reach the output.
+
 Joining. Each chunk is encoded alone, so it starts with an IDR frame and its GOPs never refer
 outside it (x264's default: closed GOPs; `join_chunks` refuses chunks whose codec setup differs).
 The packets are copied into one file (stream copy: no decoding, no quality lost), shifted by
@@ -20,6 +27,7 @@ was checked against the input's.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass
 from fractions import Fraction
@@ -56,6 +64,7 @@ class Chunk:
     end: float | None
     frames: int
     offset: int  # ticks of the input's time base added to the chunk's timestamps when joining
+    preroll: float = 0.0  # seconds of frames before `start` run through the graph and not written (overlap)
 
     def describe(self) -> str:
         end = "the end" if self.end is None else f"{self.end:.2f} s"
@@ -81,10 +90,13 @@ def index_video(path: str) -> VideoIndex:
         raise ChunkError(str(exc)) from None
 
 
-def plan_chunks(index: VideoIndex, seconds: float) -> list[Chunk]:
-    """Chunks of at least `seconds` each (the last may be shorter), cut at keyframes."""
+def plan_chunks(index: VideoIndex, seconds: float, overlap: int = 0) -> list[Chunk]:
+    """Chunks of at least `seconds` each (the last may be shorter), cut at keyframes; every chunk but the
+    first pre-rolled over the `overlap` frames before it."""
     if seconds <= 0:
         raise ValueError(f"chunk length must be > 0 s, got {seconds}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0 frames, got {overlap}")
     if not index.pts:
         return []
     step = round(Fraction(seconds) / index.time_base)
@@ -97,8 +109,9 @@ def plan_chunks(index: VideoIndex, seconds: float) -> list[Chunk]:
         stop = cuts[i + 1] if i + 1 < len(cuts) else None
         frames = sum(1 for p in index.pts if p >= begin and (stop is None or p < stop))
         start = 0.0 if i == 0 else float(begin * index.time_base)
+        lead = index.pts[max(0, bisect.bisect_left(index.pts, begin) - overlap)]
         chunks.append(Chunk(i, start, None if stop is None else float(stop * index.time_base), frames,
-                            0 if i == 0 else begin))
+                            0 if i == 0 else begin, 0.0 if i == 0 else float((begin - lead) * index.time_base)))
     return chunks
 
 

@@ -224,3 +224,25 @@ def test_an_output_that_exists_is_refused_unless_overwrite(tmp_path: Path, capsy
     assert (tmp_path / "out" / "in.mp4").stat().st_mtime_ns == written
     assert main([*args, "--overwrite", "--chunk-seconds", "0.2"]) == Exit.OK
     assert_frame_exact(src, tmp_path / "out" / "in.mp4")
+
+
+def test_overlap_frames_warm_temporal_state_and_never_reach_the_output(tmp_path: Path, capsys) -> None:
+    """Flow smoothing carries state from frame to frame: a chunk started cold differs from the whole-file run at
+    its first frames; pre-rolled over the frames before it, it is the whole run's (lossless encodes, so the
+    encoder adds no difference of its own), and the pre-roll is not written: still frame-exact."""
+    src = clip(tmp_path / "long.mp4", 2.0)  # keyframes at 1 s and 2 s: 2 chunks, the second from frame 15
+    sets = ["--set", "style.smoothing=flow", "--set", "sink.crf=0", "--set", "sink.preset=ultrafast"]
+    assert main(["run", "stylize_video", "--quiet", "--set", f"source.path={src}",
+                 "--set", f"sink.path={tmp_path / 'whole.mp4'}", *sets]) == 0
+    whole = decoded(tmp_path / "whole.mp4")
+    boundary = {}
+    for overlap in (0, 8):
+        outdir = tmp_path / f"overlap{overlap}"
+        assert main(["batch", "stylize_video", str(src), "-o", str(outdir), "--quiet", "--chunk-seconds", "1",
+                     "--overlap", str(overlap), *sets]) == Exit.OK
+        assert "30 frames in 2 chunks" in capsys.readouterr().out
+        assert_frame_exact(src, outdir / "long.mp4")
+        boundary[overlap] = np.abs(decoded(outdir / "long.mp4")[15].astype(int) - whole[15]).mean()
+    assert boundary[0] > 1.0, "a cold start at the cut should show (is smoothing on?)"
+    assert boundary[8] < boundary[0] / 4
+    assert_same_frames(tmp_path / "overlap8" / "long.mp4", tmp_path / "whole.mp4")

@@ -3,6 +3,9 @@
 Timestamps: when frames come from `video` (stream.nodes.video) the output keeps the input's
 time base and every frame's pts exactly (minus the clip's `origin`), so a re-render has the same
 timing as its input, variable frame rate included; other frames get pts = message pts at `fps`.
+Frames before the origin are the source's pre-roll (`video`'s `preroll`: frames the graph's
+temporal state warmed up on): they are counted (`preroll_dropped`) and not written, as audio
+before the origin is not.
 Audio arrives on its own port (join "any": whichever is ready first is muxed first; FFmpeg's
 interleaving muxer orders the packets) and is re-encoded to AAC at the same media time, one output
 track per input track (meta `track`). The input's sample aspect and colour description (meta
@@ -86,7 +89,7 @@ class Mp4Sink(Sink):
         self.early_audio: list[Message] = []
         self.done = False
         self.counts = self.ctx.metrics.extra
-        self.counts.update(video_frames=0, audio_messages=0, audio_ignored=0)
+        self.counts.update(video_frames=0, audio_messages=0, audio_ignored=0, preroll_dropped=0)
         # The audio stream must exist before the header is written: only expect it where a graph
         # connected our audio input.
         self.audio_connected = self.ctx.connected("audio")
@@ -125,6 +128,9 @@ class Mp4Sink(Sink):
     def _video(self, msg: Message) -> None:
         if self.video is None:
             self._open(msg)
+        if msg.pts is not None and msg.pts < self.origin - 1e-6:  # the source's tolerance for `start`
+            self.counts["preroll_dropped"] += 1
+            return
         pts = self.next_pts if msg.pts is None else round((msg.pts - self.origin) / self.video.codec_context.time_base)
         pts = max(pts, self.next_pts)  # strictly increasing, whatever upstream did
         self.next_pts = pts + 1

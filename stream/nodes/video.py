@@ -46,6 +46,9 @@ class VideoSource(Source):
         start: float = param(0.0, "first second of the clip to emit")
         end: float | None = param(None, "second where the clip ends (None: to the end)")
         loop: bool = param(False, "start again at `start` after the end (pts keep increasing)")
+        preroll: float = param(0.0, "seconds before `start` also decoded and sent ahead of the clip, whose origin "
+                                    "stays `start`: the graph's temporal state (smoothing, tracking) warms up on them "
+                                    "and the mp4 sink drops them (batch's chunk overlap)")
         realtime: bool = param(False, "pace frames at their timestamps, like a camera")
         audio: bool = param(True, "decode every audio track for the `audio` port when the input has audio")
         on_error: Literal["auto", "fail", "skip"] = param(
@@ -59,6 +62,10 @@ class VideoSource(Source):
                 raise ValueError(f"start must be >= 0, got {self.start}")
             if self.end is not None and self.end <= self.start:
                 raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+            if not 0 <= self.preroll <= self.start:
+                raise ValueError(f"preroll must be in [0, start] = [0, {self.start}], got {self.preroll}")
+            if self.preroll and self.loop:
+                raise ValueError("preroll warms up a clip's first frames once; it cannot be combined with loop")
 
     def setup(self) -> None:
         p = self.params
@@ -84,7 +91,7 @@ class VideoSource(Source):
         duration = self._duration()
         if duration is None:
             return self.video.frames or None
-        return max(1, round((duration - self.params.start) * float(self.rate)))
+        return max(1, round((duration - self.params.start + self.params.preroll) * float(self.rate)))
 
     def _duration(self) -> float | None:
         """Seconds to the end of the clip (end param, else the stream's or container's duration)."""
@@ -100,12 +107,13 @@ class VideoSource(Source):
         self.first = seq
 
     def _decoded(self) -> Iterator[tuple[Any, Any]]:
-        """(stream, frame) in file order from `start` to `end`, once through the clip."""
+        """(stream, frame) in file order from `start` (less the pre-roll) to `end`, once through the clip."""
         import av
 
         p = self.params
-        if p.start > 0:
-            self.container.seek(int(p.start / self.video.time_base), stream=self.video, backward=True)
+        begin = p.start - p.preroll
+        if begin > 0:
+            self.container.seek(int(begin / self.video.time_base), stream=self.video, backward=True)
         streams = [self.video, *self.audio]
         decoded, last_t = 0, None
         ended: set[Any] = set()  # streams past `end`; audio goes on to `end` after the video got there
@@ -123,7 +131,7 @@ class VideoSource(Source):
                 continue
             for frame in frames:
                 t = frame.time if frame.pts is not None else None
-                if t is not None and t < p.start - 1e-6:
+                if t is not None and t < begin - 1e-6:
                     continue
                 if t is not None and p.end is not None and t >= p.end - 1e-6:
                     ended.add(packet.stream)
