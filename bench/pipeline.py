@@ -129,15 +129,15 @@ def graph_against_loop(job: str, graph: str, stage: Callable[[], Stage], src: st
 
 def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
     """`batch --ray local` in 4 chunks against `run` of the whole input (rerender.yaml), and the join's cost."""
-    import ray
-
     from launch.batch import chunk_path, connect_ray, offline_nodes, plan_job
     from launch.cli import main
     from stream.chunks import join_chunks
     from stream.graph import load_graph
 
     run_s, _ = run_graph("rerender", src, str(tmp / "whole.mp4"))
-    cluster = connect_ray("local")
+    cluster = connect_ray("local")  # before Ray is imported here: it sets Ray's loopback switch
+    import ray
+
     try:
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -256,9 +257,17 @@ class RayCluster:
     owned: bool     # started (or joined) by this command, so shut down by it
 
 
-def connect_ray(address: str) -> RayCluster:
-    """`local`: a Ray of this machine only; else join the cluster at `address`. A Ray this process already
-    runs (a test session's) is used as it is."""
+#: Ray's switch for a single-machine Ray (its default on Windows and macOS): the node's address is loopback,
+#: so the GCS, raylet, object manager and worker gRPC servers listen on 127.0.0.1 alone. Ray reads it when
+#: it is imported; `ray.init(_node_ip_address="127.0.0.1")` alone is turned back into the machine's address.
+LOOPBACK_ONLY = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def connect_ray(address: str, num_cpus: int | None = None) -> RayCluster:
+    """`local`: a Ray of this machine only, listening on loopback (`num_cpus`: all of them by default); else
+    join the cluster at `address`. A Ray this process already runs (a test session's) is used as it is."""
+    if address == "local":
+        os.environ.setdefault(*LOOPBACK_ONLY)
     try:
         import ray
     except ImportError:
@@ -269,12 +278,16 @@ def connect_ray(address: str) -> RayCluster:
     started = time.monotonic()
     options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address == "local":
-        options.update(address="local", num_cpus=os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES)
+        options.update(address="local", num_cpus=num_cpus or os.cpu_count(), object_store_memory=OBJECT_STORE_BYTES)
     else:
         options.update(address=address)
     with refusing(ConnectionError, ValueError, RuntimeError):
         ray.init(**options)
-    return RayCluster(ray.get_runtime_context().gcs_address, time.monotonic() - started, owned=True)
+    cluster = RayCluster(ray.get_runtime_context().gcs_address, time.monotonic() - started, owned=True)
+    if address == "local" and not ipaddress.ip_address(cluster.address.rsplit(":", 1)[0].strip("[]")).is_loopback:
+        log.warning("the local Ray listens on %s, not on loopback only: Ray was imported before --ray local "
+                    "could set %s=%s", cluster.address, *LOOPBACK_ONLY)
+    return cluster
 
 
 class Progress:

@@ -8,7 +8,8 @@ a real SIGKILL of the Ray worker that runs the chunk's supervisor.
 """
 from __future__ import annotations
 
-import logging
+import importlib.util
+import ipaddress
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from launch.batch import OBJECT_STORE_BYTES
+from launch.batch import connect_ray
 from launch.cli import main
 from launch.command import Exit
 from launch.shipped import graph_file
@@ -33,10 +34,12 @@ AUDIO_FRAME_S = 1024 / 44100
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """One local Ray for the session (Ray's start costs seconds): 2 CPUs, a small object store, quiet."""
-    ray = pytest.importorskip("ray")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, object_store_memory=OBJECT_STORE_BYTES)
+    """One local Ray for the session (Ray's start costs seconds), as `--ray local` starts it, with 2 CPUs."""
+    if importlib.util.find_spec("ray") is None:  # not importorskip: --ray local sets Ray's loopback switch first
+        pytest.skip("Ray is not installed (the ray extra)")
+    connect_ray("local", num_cpus=2)
+    import ray
+
     yield ray
     ray.shutdown()
 
@@ -138,6 +141,61 @@ def run_with_a_kill(args: list[str], chunks: Path) -> tuple[int, list[int]]:
         stop.set()
         killer.join()
     return code, killed
+
+
+def descendants(pid: int) -> set[int]:
+    """`pid` and every process below it (Ray's GCS and raylet are the driver's children, its workers the raylet's)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    tree, grew = {pid}, True
+    while grew:
+        new = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= new
+        grew = bool(new)
+    return tree
+
+
+def listening_addresses(pids: set[int]) -> dict[str, int]:
+    """The local address of every listening TCP socket the processes `pids` hold (from /proc/net/tcp{,6}), by port."""
+    inodes = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    found = {}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            hexip, port = fields[1].split(":")
+            raw = bytes.fromhex(hexip)  # 32-bit words in host (little-endian) order
+            ip = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found[f"{ipaddress.ip_address(ip)}:{int(port, 16)}"] = int(port, 16)
+    return found
+
+
+def test_local_ray_listens_on_loopback_only(ray_cluster) -> None:
+    ray = ray_cluster
+    worker = ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker process, with its own gRPC server
+    tree = descendants(os.getpid())
+    assert worker in tree
+    listening = listening_addresses(tree)
+    assert len(listening) >= 3, f"expected the GCS, the raylet and a worker listening: {listening}"
+
+    def loopback(address: str) -> bool:
+        ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
+        return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+    assert [a for a in listening if not loopback(a)] == []
 
 
 def test_several_inputs_on_ray_as_without_it(ray_cluster, tmp_path: Path, capsys) -> None:
