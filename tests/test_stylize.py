@@ -318,5 +318,5 @@ def test_warm_up_compiles_ahead_and_falls_back_to_eager_where_compiling_fails():
     compiled = FrameStylizer(net, cfg=FastPathConfig(bf16=False, compile=True))
     with inductor.patch({"cpp.cxx": ("/nonexistent/c++",)}):
         error = compiled.warm_up(16, 16)
-    assert "C++ compiler" in error and compiled.net is compiled.model
+    assert "C++ compiler" in error and compiled.net is compiled.call
     np.testing.assert_array_equal(compiled(frame), eager(frame))

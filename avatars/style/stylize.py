@@ -2,8 +2,9 @@
 
 The fast path keeps activations channels-last and runs under bf16 autocast where the hardware
 computes in bf16 (``avatars.core.precision``: GPUs, AVX-512-BF16/AMX CPUs; measured against fp32 in
-tests/test_stylize.py and bench/stylize.py); an optional ``torch.compile``. On a GPU the same
-code runs on whatever device and stream the caller set.
+tests/test_stylize.py and bench/stylize.py); an optional ``torch.compile``, or a network compiled
+ahead of time for one frame size (``avatars.style.aot``) swapped in with ``use_compiled`` while
+frames flow. On a GPU the same code runs on whatever device and stream the caller set.
 For video, a TextureNet keeps one fixed noise per frame size (fresh noise every frame flickers),
 and temporal smoothing blends the new output with the previous one, either plainly
 (exponential) or after warping it along the optical flow of the input (flow-guided, which
@@ -20,8 +21,9 @@ decide the person's look (50 grey levels between two backgrounds, docs/stylize.m
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -80,6 +82,22 @@ class FastPathConfig:
             raise ValueError("smoothing_weight must be in [0, 1)")
 
 
+class NetworkCall(nn.Module):
+    """One frame's network call as one module, ``(x, *noise) -> y``: the network under the fast path's
+    autocast, TextureNet's noise an input and its ``noise_scale`` fixed. What is compiled, in process
+    (``FastPathConfig.compile``) or ahead of time (``avatars.style.aot``), so both run the same thing."""
+
+    def __init__(self, model: nn.Module, device_type: str, bf16: bool, noise_scale: float = 1.0):
+        super().__init__()
+        self.model, self.device_type, self.bf16, self.noise_scale = model, device_type, bf16, noise_scale
+
+    def forward(self, x: torch.Tensor, *noise: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            if isinstance(self.model, TextureNet):
+                return self.model(x, list(noise), noise_scale=self.noise_scale)
+            return self.model(x)
+
+
 class FrameStylizer:
     """Callable: (H, W, 3) uint8 RGB [+ (H, W) person mask] -> (H, W, 3) uint8 RGB; holds the
     temporal state of a video. A mask is float in [0, 1] or uint8 in 0..255; without one, the
@@ -92,7 +110,9 @@ class FrameStylizer:
         self.model = model.to(self.device).eval()
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = torch.compile(self.model) if cfg.compile else self.model
+        self.call = NetworkCall(self.model, self.device.type, self.bf16, cfg.noise_scale)
+        self.net: Callable[..., torch.Tensor] = torch.compile(self.call) if cfg.compile else self.call
+        self._compiled: dict[tuple[int, ...], Callable[..., torch.Tensor]] = {}  # by input shape (N, 3, H, W)
         self._noise: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._flow = FlowEstimator("fast") if cfg.smoothing == "flow" else None
         self.reset()
@@ -111,12 +131,30 @@ class FrameStylizer:
         try:
             self.stylize_tensor(blank)
         except Exception as exc:  # inductor's failures have no common base class
-            if self.net is self.model:
+            if self.net is self.call:
                 raise
-            self.net = self.model
+            self.net = self.call
             self.stylize_tensor(blank)
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
         return None
+
+    def use_compiled(self, shape: tuple[int, ...], network: Callable[..., torch.Tensor]) -> None:
+        """Run ``network`` (``NetworkCall`` compiled for inputs of ``shape`` (N, 3, H, W), e.g. an AOTInductor
+        package) for the whole frames of that shape from the next call on; every other call stays eager."""
+        self._compiled[tuple(shape)] = network
+
+    def compiled_for(self, shape: tuple[int, ...]) -> bool:
+        """Whether whole frames batched as ``shape`` (N, 3, H, W) run a network compiled ahead of time."""
+        return tuple(shape) in self._compiled
+
+    def network_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``NetworkCall``'s inputs for a batch ``x`` on ``device``: channels-last where configured, then
+        TextureNet's fixed noise."""
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not isinstance(self.model, TextureNet):
+            return (x,)
+        return (x, *(z.expand(x.shape[0], -1, -1, -1) for z in self.noise(*x.shape[-2:])))
 
     def noise(self, h: int, w: int) -> list[torch.Tensor]:
         if (h, w) not in self._noise:
@@ -128,18 +166,12 @@ class FrameStylizer:
     def stylize_tensor(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 3, H, W) float RGB in [0, 1] on ``device`` -> same, stylized, fp32, clamped.
         ``weights`` (N, 1, H, W): the pixels whose statistics the instance norms use (default all)."""
-        if weights is not None:
-            with statistics_from(self.model, pad_to_multiple(weights, self.model.multiple)):
-                return self.stylize_tensor(x)
-        if self.cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            if isinstance(self.model, TextureNet):
-                noise = [z.expand(x.shape[0], -1, -1, -1) for z in self.noise(*x.shape[-2:])]
-                y = self.net(x, noise, noise_scale=self.cfg.noise_scale)
-            else:
-                y = self.net(x)
-        return y.float().clamp_(0, 1)
+        if weights is None:
+            net, statistics = self._compiled.get(tuple(x.shape), self.net), contextlib.nullcontext()
+        else:  # the statistics are the eager model's state, which a network compiled ahead of time never reads
+            net, statistics = self.net, statistics_from(self.model, pad_to_multiple(weights, self.model.multiple))
+        with statistics:
+            return net(*self.network_inputs(x)).float().clamp_(0, 1)
 
     def __call__(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
