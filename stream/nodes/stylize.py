@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from stream.frames import as_alpha
 from stream.message import Message
 from stream.node import Node, NodeError, Port
 from stream.params import param
+
+if TYPE_CHECKING:
+    from avatars.style.aot import AheadBuild
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +46,25 @@ class StylizeNode(Node):
                                                          "it take its style (universal style transfer)")}
     outputs = {"out": Port("video", doc="stylized image; the input's other buffers (mask) pass through")}
     join = "any"  # frames and paintings each handled on arrival (one input alone: as before)
+    # compile ahead (compile_in=background): what setup sets where compile is on
+    _ahead = False                       # frames of one size run a package built by a child process, once built
+    _compile_first_frame = False         # no warmup_size: the first frame's size is compiled
+    _build: AheadBuild | None = None     # the child building it
 
     @dataclass
     class Params:
         model: str = param("starry_night", "checkpoint file, or the name of a shipped style", weights="style")
         bf16: bool | None = param(None, "bf16 autocast; null = where native (GPU, AVX-512-BF16/AMX CPU), else fp32")
         channels_last: bool = param(True, "channels-last activations")
-        compile: bool = param(False, "torch.compile the network (each new frame size compiles: minutes on a CPU the "
-                                     "first time, seconds once inductor's cache under the user's cache has it)")
-        warmup_size: list[int] = param([], "[width, height]: stylize one blank frame of this size in setup "
-                                           "(compiles it there, so the first real frame does not stall)")
+        compile: bool = param(False, "compile the network for the frame size (warmup_size, else the first frame's): "
+                                     "see compile_in")
+        compile_in: Literal["background", "setup"] = param(
+            "background", "background: frames run the eager network from the start while a child process builds an "
+                          "AOTInductor package (a minute or more on a CPU, once: kept in the user's cache), swapped "
+                          "in between two frames; setup: torch.compile before the first frame (every size)")
+        warmup_size: list[int] = param([], "[width, height]: stylize one blank frame of this size in setup; with "
+                                           "compile, the size compiled (a cached package is in use from the first "
+                                           "frame; compile_in=setup compiles there)")
         noise_scale: float = param(1.0, "TextureNet: style (high) vs content (low)")
         seed: int = param(0, "TextureNet: the fixed noise across frames")
         smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
@@ -108,21 +120,64 @@ class StylizeNode(Node):
             model = load_stylizer(resolve_weights(p.model, "style"), self.dev.device)
         except (FileNotFoundError, ValueError, KeyError) as exc:
             raise NodeError(f"{self.ctx.name}: cannot load style model: {exc}") from None
-        cfg = FastPathConfig(bf16=p.bf16, channels_last=p.channels_last, compile=p.compile, noise_scale=p.noise_scale,
+        in_setup = p.compile and p.compile_in == "setup"
+        cfg = FastPathConfig(bf16=p.bf16, channels_last=p.channels_last, compile=in_setup, noise_scale=p.noise_scale,
                              seed=p.seed, smoothing=p.smoothing, smoothing_weight=p.smoothing_weight,
                              region=p.region, mask_mode=p.mask_mode)
         self.stylizer = FrameStylizer(model, self.dev.device, cfg)
+        self._started = time.monotonic()
+        # compiled ahead in the background: whole frames only (a person's crop changes size every frame)
+        self._ahead = p.compile and not in_setup and p.region == "frame"
+        if self._ahead:
+            self.ctx.metrics.extra.update(eager_frames=0, compiled_frames=0)
+            if p.warmup_size:
+                self._compile_ahead((1, 3, p.warmup_size[1], p.warmup_size[0]))
+            self._compile_first_frame = not p.warmup_size
         if p.warmup_size:
-            started = time.monotonic()
-            self.ctx.metrics.state = "compiling" if p.compile else None  # the live status shows it
+            if in_setup:
+                self.ctx.metrics.state = "compiling"  # the live status shows it
             with self.dev:
                 error = self.stylizer.warm_up(p.warmup_size[1], p.warmup_size[0])
-            self.ctx.metrics.state = None
-            if error:
-                log.warning("%s: torch.compile failed, running uncompiled: %s", self.ctx.name, error)
-                self.ctx.metrics.extra["compile_error"] = error
-            elif p.compile:
-                self.ctx.metrics.extra["compile_s"] = round(time.monotonic() - started, 1)
+            if in_setup:
+                self.ctx.metrics.state = None
+                if error:
+                    self._compile_failed(error)
+                else:
+                    self.ctx.metrics.extra["compile_s"] = round(time.monotonic() - self._started, 1)
+
+    def _compile_ahead(self, shape: tuple[int, int, int, int]) -> None:
+        """Start (or take from the cache) the package for frames of ``shape``; a cached one is in use at once."""
+        from avatars.core.weights import resolve_weights, user_cache
+        from avatars.style.aot import AheadBuild, AheadTarget
+
+        s, p = self.stylizer, self.params
+        target = AheadTarget(str(resolve_weights(p.model, "style")), shape, str(self.dev.device), s.bf16,
+                             s.cfg.channels_last, s.cfg.noise_scale, s.cfg.seed)
+        try:
+            self._build = AheadBuild(target, user_cache("aot"))
+        except OSError as exc:  # no cache folder, no process
+            self._compile_failed(f"{type(exc).__name__}: {exc}")
+            return
+        self.ctx.metrics.state = "compiling"
+        self._swap_when_built()
+
+    def _swap_when_built(self) -> None:
+        """Between two frames: once the child has built the package and a thread has loaded it, run it."""
+        try:
+            network = self._build.poll()
+            if network is None:
+                return
+            self.stylizer.use_compiled(self._build.target.shape, network)
+        except RuntimeError as exc:  # the child's error, or a package torch cannot load
+            self._compile_failed(str(exc))
+        else:
+            self.ctx.metrics.extra["compile_s"] = round(time.monotonic() - self._started, 1)
+            log.info("%s: compiled network in use after %.1f s", self.ctx.name, time.monotonic() - self._started)
+        self._build, self.ctx.metrics.state = None, None
+
+    def _compile_failed(self, error: str) -> None:
+        log.warning("%s: compiling failed, running uncompiled: %s", self.ctx.name, error)
+        self.ctx.metrics.extra["compile_error"] = error
 
     def _painting(self, path: str) -> np.ndarray:
         from stream.image_files import ImageFileError, read_image
@@ -163,8 +218,12 @@ class StylizeNode(Node):
         self._universal(np.array(image))  # a copy: the producer's shared-memory slot is not ours to keep
 
     def process(self, inputs: dict[str, Message]) -> None:
+        from avatars.style.stylize import FrameStylizer  # loaded in setup already
+
         if "style" in inputs:
             self._switch_style(inputs["style"])
+            if self._ahead and not isinstance(self.stylizer, FrameStylizer):  # universal now: nothing to swap into
+                self._stop_compiling()
             return
         msg = inputs["in"]
         image = msg.buffers["image"]
@@ -173,6 +232,24 @@ class StylizeNode(Node):
             mask = as_alpha(mask, *image.shape[:2])
         if self.params.smoothing == "flow":
             image = np.array(image)  # kept as the previous frame: do not pin the producer's slot
+        if self._build is not None:
+            self._swap_when_built()
+        elif self._compile_first_frame:
+            self._compile_first_frame = False
+            self._compile_ahead((1, 3, *image.shape[:2]))
         with self.dev:
             out = self.stylizer(image, mask)
+        if self._ahead:
+            self.ctx.metrics.extra["compiled_frames" if self.stylizer.compiled_for((1, 3, *image.shape[:2]))
+                                   else "eager_frames"] += 1
         self.emit("out", msg.derive(**{**msg.buffers, "image": out}))
+
+    def _stop_compiling(self) -> None:
+        """Kill the compile process, if one runs, and compile nothing more."""
+        if self._build is not None:
+            self._build.stop()
+            self._build, self.ctx.metrics.state = None, None
+        self._ahead = self._compile_first_frame = False
+
+    def close(self) -> None:
+        self._stop_compiling()  # no compile process outlives the node
