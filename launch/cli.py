@@ -6,7 +6,7 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
-from launch import avatar_tools, batch, style_tools, style_training, tools, universal_tools
+from launch import avatar_tools, batch, style_tools, style_training, stylize_avatar, tools, universal_tools
 from launch.command import Exit, Refused, exit_table, refusing
 from launch.shipped import graph_file, shipped_graphs
 from stream.graph import GraphError, GraphSpec, load_graph, parse_overrides
@@ -128,7 +128,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     keys.add_argument("dir")
     keys.add_argument("--hosts", nargs="+", required=True)
     keys.set_defaults(func=cmd_keys)
-    for module in (tools, avatar_tools, style_training, style_tools, universal_tools, batch):
+    for module in (tools, avatar_tools, stylize_avatar, style_training, style_tools, universal_tools, batch):
         module.register(sub)
     bench = sub.add_parser("bench", help="run a benchmark of bench/ by name (an unknown name lists them)")
     bench.add_argument("name")
