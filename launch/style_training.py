@@ -107,9 +107,13 @@ def _train_config(args: argparse.Namespace, out: Path):
 
 
 def _check_train_inputs(cfg) -> None:
+    """Refused before training: a style picture that cannot be read or is too small at --style-size
+    (the style layers pool it 4 times), a content folder without readable pictures."""
     from avatars.style.training import list_images
+    from stream.image_files import ImageFileError, read_image
 
-    read_rgb(Path(cfg.style))
+    with refusing(ImageFileError):
+        read_image(cfg.style, max_side=cfg.style_size)
     if cfg.content_dir is not None:
         folder = Path(cfg.content_dir)
         if not folder.is_dir():

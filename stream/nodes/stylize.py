@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from avatars.style.aot import AheadBuild
 
 log = logging.getLogger(__name__)
+PAINTING_MAX_SIDE = 2048   # a painting's longer side: a style_image is read scaled to it, the style port refuses more
+                           # (an 8000x8000 one cost 7.5 s and 1.5 GB in the float conversion before its scaling)
 
 
 def compile_cache_dir() -> Path:
@@ -36,6 +38,22 @@ def compile_cache_dir() -> Path:
     from avatars.core.weights import user_cache
 
     return user_cache("inductor")
+
+
+def painting_problem(image: np.ndarray) -> str | None:
+    """Why an image from the style port cannot be a painting (None: it can): an (H, W, 3) uint8 RGB picture
+    with sides from 32 (fewer feature pixels than a covariance needs) to PAINTING_MAX_SIDE. (The port's
+    type already rejects a message without an image, or one of other than 3 dimensions.)"""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        return (f"a {image.shape} {image.dtype} image is no RGB picture (needs (H, W, 3) uint8: grey, alpha, "
+                f"16-bit or float pictures converted first, as stream.image_files reads them)")
+    h, w = image.shape[:2]
+    if min(h, w) < 32:
+        return f"{w}x{h} is too small (sides of at least 32 pixels)"
+    if max(h, w) > PAINTING_MAX_SIDE:
+        return (f"{w}x{h} is too large (sides of at most {PAINTING_MAX_SIDE} pixels: scale it down before sending "
+                f"it, as the paintings source does)")
+    return None
 
 
 class StylizeNode(Node):
@@ -183,7 +201,7 @@ class StylizeNode(Node):
         from stream.image_files import ImageFileError, read_image
 
         try:
-            return read_image(path, max_side=2048, min_side=32).rgb
+            return read_image(path, max_side=PAINTING_MAX_SIDE, min_side=32).rgb
         except ImageFileError as exc:
             raise NodeError(f"{self.ctx.name}: style_image: {exc}") from None
 
@@ -208,12 +226,11 @@ class StylizeNode(Node):
         self.ctx.metrics.extra["style_switch_ms"] = round(1000 * (time.perf_counter() - started), 1)
 
     def _switch_style(self, msg: Message) -> None:
-        """A painting from the ``style`` port; one that is no RGB picture is refused, the previous one kept."""
-        image = np.asarray(msg.buffers.get("image"))
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < 32:
+        """A painting from the ``style`` port; one the stylizer cannot use is refused, the previous one kept."""
+        image = msg.buffers["image"]
+        if problem := painting_problem(image):
             self.ctx.metrics.extra["styles_refused"] += 1
-            log.warning("%s: style port: refused a painting of shape %s, dtype %s (needs (H, W, 3) uint8, sides >= 32); "
-                        "keeping the previous style", self.ctx.name, image.shape, image.dtype)
+            log.warning("%s: style port: refused a painting: %s; keeping the previous style", self.ctx.name, problem)
             return
         self._universal(np.array(image))  # a copy: the producer's shared-memory slot is not ours to keep
 
