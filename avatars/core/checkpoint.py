@@ -31,6 +31,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "stylenet": ("style", "a StyleNet stylizer"),
     "texturenet": ("style", "a TextureNet stylizer"),
     "decoder": ("universal", "a universal-style decoder"),
+    "compact": ("universal", "a compact universal-style encoder and decoders"),
 }
 FAMILIES = {"avatar": "an avatar", "style": "a style", "universal": "a universal-style decoder"}
 

