@@ -3,11 +3,8 @@
 Reading (Pillow, which gives the header's size before decoding, JPEG draft decoding, every mode
 and EXIF orientation):
 
-- any mode becomes 8-bit RGB: 16-bit samples are scaled (65535 -> 255), grey, palette and CMYK
-  are converted (CMYK without its ICC profile), EXIF orientation is applied;
-- alpha (an alpha channel, or a palette's or grey's transparent colour) is returned separately,
-  and the RGB under it is composited over `backdrop` (white by default): the colours a file
-  keeps under fully transparent pixels are undefined, so no processing ever sees them;
+- any mode becomes 8-bit RGB, upright, with alpha apart and the RGB under it over `backdrop`
+  (white by default): `avatars.core.pictures`, the conversion the training commands share;
 - the size is bounded before decoding: `max_side` scales the picture down (a JPEG is decoded
   at reduced size through draft), more than `MAX_PIXELS` decoded pixels are refused, and so is
   a picture whose smaller side would be under `min_side`;
@@ -24,43 +21,22 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from avatars.core.pictures import WHITE, Backdrop, Picture, over, picture_of
+
 MAX_PIXELS = 100_000_000   # decoded pixels (a 10000x10000 PNG): at most ~400 MB in Pillow's 4 bytes a pixel
 MIN_SIDE = 16              # the smaller side a picture must keep by default (stylizers need more than 4 or 32)
-Backdrop = int | tuple[int, int, int]   # what transparency is composited over: a grey level or an RGB colour
-WHITE = 255                # the default backdrop: what viewers show under transparency, what editors flatten onto
 #: extension -> whether the format keeps an alpha channel (what `write_image` writes and folders are read for)
 WRITE_FORMATS = {".png": True, ".webp": True, ".tif": True, ".tiff": True, ".jpg": False, ".jpeg": False,
                  ".bmp": False}
 EXTENSIONS = tuple(WRITE_FORMATS)
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")   # Pillow's 16-bit grey (a 16-bit PNG may read as "I")
-_WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
-_ORIENTATION = 0x0112                                       # the EXIF tag
-_TURNED = (5, 6, 7, 8)                                      # orientations that swap width and height
-_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",  # as ImageOps
-              6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}                          # .exif_transpose
 
 
 class ImageFileError(ValueError):
     """A still image that cannot be read or written as asked; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A decoded still: `rgb` (H, W, 3) uint8 composited over the backdrop where `alpha` (H, W)
-    uint8 is under 255 (None: the file has no transparency); `source_size` the file's upright (W, H)."""
-
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    source_size: tuple[int, int]
-
-    @property
-    def scaled(self) -> bool:
-        return self.source_size != (self.rgb.shape[1], self.rgb.shape[0])
 
 
 def bounded_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
@@ -109,7 +85,7 @@ def read_image(path: str | Path, *, max_side: int = 0, min_side: int = MIN_SIDE,
                                  f"a maximum side: a JPEG is then decoded at reduced size)")
         try:
             img.load()
-            return _picture(img, target, stored, backdrop)
+            return picture_of(img, target, stored, backdrop)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow's decoders raise on bad data
             raise ImageFileError(f"{path}: damaged or truncated image ({exc})") from None
 
@@ -128,53 +104,6 @@ def picture_count(path: str | Path) -> int | None:
         return 1
     except (OSError, SyntaxError, ValueError, EOFError):  # UnidentifiedImageError is an OSError
         return None
-
-
-def _picture(img, target: tuple[int, int], stored: tuple[int, int], backdrop: Backdrop) -> Picture:
-    """A loaded Pillow image -> Picture: at `target` (W, H as stored), upright, 8 bits, over `backdrop`.
-    Scaled first, in the file's own mode, so that nothing but the decoded pixels is ever full size;
-    palettes and transparent colours become RGBA first (their indexes and keys cannot be resampled)."""
-    from PIL import Image
-
-    orientation = img.getexif().get(_ORIENTATION, 1)  # after loading, as ImageOps.exif_transpose reads it
-    source = stored[::-1] if orientation in _TURNED else stored
-    if "transparency" in img.info or img.mode in ("P", "PA", "1"):
-        img = _eight_bit(img) if img.mode in _SIXTEEN_BIT else img.convert("RGBA" if _has_alpha(img) else "RGB")
-    if img.size != target:
-        img = img.resize(target, Image.LANCZOS, reducing_gap=3.0)  # RGBA and LA are resampled premultiplied
-    if orientation in _TRANSPOSE:
-        img = img.transpose(Image.Transpose[_TRANSPOSE[orientation]])
-    if img.mode in _SIXTEEN_BIT:
-        img = _eight_bit(img)
-    alpha = _has_alpha(img)
-    if img.mode != ("RGBA" if alpha else "RGB"):
-        img = img.convert("RGBA" if alpha else "RGB")
-    pixels = np.asarray(img)
-    if not alpha:
-        return Picture(pixels, None, source)
-    return Picture(over(pixels[..., :3], pixels[..., 3], backdrop), pixels[..., 3].copy(), source)
-
-
-def _has_alpha(img) -> bool:
-    return img.mode in _WITH_ALPHA or "transparency" in img.info
-
-
-def _eight_bit(img):
-    """16-bit grey (Pillow's I;16 or I) -> L, 65535 -> 255 rounded; LA where a grey is the transparent one."""
-    from PIL import Image
-
-    grey = np.asarray(img).astype(np.uint32).clip(0, 65535)
-    out = Image.fromarray(((grey * 255 + 32767) // 65535).astype(np.uint8), "L")
-    key = img.info.get("transparency")
-    if isinstance(key, int):
-        out.putalpha(Image.fromarray(np.where(grey == key, 0, 255).astype(np.uint8), "L"))
-    return out
-
-
-def over(rgb: np.ndarray, alpha: np.ndarray, backdrop: Backdrop = WHITE) -> np.ndarray:
-    """`rgb` (H, W, 3) uint8 composited by `alpha` (H, W) uint8 over `backdrop`, rounded."""
-    a = alpha.astype(np.uint32)[..., None]
-    return ((rgb * a + np.asarray(backdrop, np.uint32) * (255 - a) + 127) // 255).astype(np.uint8)
 
 
 def format_problem(path: str | Path) -> str | None:

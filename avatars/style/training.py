@@ -18,17 +18,17 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image, ImageOps
+from PIL import Image
 
 from avatars.style.losses import LossConfig, PerceptualLoss
 from avatars.core.checkpoint import describe_data, load_optimizer_state, read_run
+from avatars.core.pictures import picture_of
 from avatars.style.checkpoint import build_model, load_stylizer, read_style_record, save_stylizer
 from avatars.style.stylenet import StyleNetConfig
 from avatars.style.texturenet import TextureNetConfig
 from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")   # Pillow's 16-bit grey modes (a 16-bit PNG may read as "I")
 
 
 @dataclass
@@ -89,16 +89,12 @@ class TrainResult:
 
 
 def load_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
-    """An image file as (1, 3, H, W) RGB float in [0, 1], optionally downscaled. Read as the runtime reads
-    pictures (`stream.image_files`, which avatars does not import): upright by its EXIF orientation, 16-bit
-    samples scaled (a plain conversion clips them to white), transparency over white."""
+    """An image file as (1, 3, H, W) RGB float in [0, 1], optionally scaled to `max_side`. Read as the
+    runtime reads pictures (`avatars.core.pictures`): upright by its EXIF orientation, 16-bit samples
+    scaled (a plain conversion clips them to white), transparency over white."""
     with Image.open(path) as opened:
-        img = ImageOps.exif_transpose(opened)
-    if img.mode in SIXTEEN_BIT:
-        img = Image.fromarray(((np.asarray(img).astype(np.uint32).clip(0, 65535) * 255 + 32767) // 65535).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La", "P") or "transparency" in img.info:
-        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
-    img = img.convert("RGB")
+        opened.load()
+        img = Image.fromarray(picture_of(opened).rgb)
     if max_side and max(img.size) != max_side:
         s = max_side / max(img.size)
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC)
