@@ -244,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the VGG-19 layer it inverts (default relu3_1)")
     p.add_argument("--compact", type=int, nargs="?", const=4, metavar="DIVISOR",
                    help="distil the compact pair instead: VGG-19's layers to relu3_1 at 1/DIVISOR of the width (default 4) "
-                        "and a decoder at relu1_1, relu2_1 and relu3_1 (the fast universal stylizer)")
+                        "and a decoder at relu3_1 and relu1_1 (the fast universal stylizer)")
     limits = p.add_argument_group("how long (totals: resuming counts what is already trained)")
     limits.add_argument("--minutes", type=float, help="stop after this much training time")
     limits.add_argument("--steps", type=int, help="stop after this many steps (default 20000; none with --minutes alone)")

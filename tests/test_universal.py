@@ -145,7 +145,8 @@ def test_stylize_with_a_style_image_takes_the_paintings_colours(tmp_path, capsys
     assert r.shape == b.shape == (60, 90, 3)
     assert r[..., 0].mean() > r[..., 2].mean() + 30 and b[..., 2].mean() > b[..., 0].mean() + 30
     half = tmp_path / "half.png"
-    assert main(["stylize", "--style-image", str(red), str(photo), str(half), "--alpha", "0.3", *THREADS]) == 0
+    assert main(["stylize", "--style-image", str(red), str(photo), str(half), "--alpha", "0.3", "--method", method,
+                 *THREADS]) == 0
     h = np.array(Image.open(half)).astype(float)
     assert h[..., 0].mean() - h[..., 2].mean() < r[..., 0].mean() - r[..., 2].mean()  # less of the painting
 

@@ -11,9 +11,11 @@ the encoder nor the decoder ever needs a painting: both are trained on natural i
   1x1 linear map of each tap reproduces VGG-19's activations there (the *linear embedding* loss of
   Collaborative Distillation: the compact features are a linear compression of VGG's, so their
   statistics carry the style VGG's carry);
-* one reconstruction decoder per tap (``avatars.style.decoder.Decoder`` at the same divisor), trained
-  to invert the encoder: pixel L1 plus VGG-19 feature terms, as the VGG decoder is; three taps give
-  the coarse-to-fine WCT cascade of Li et al. (relu3_1, then relu2_1, then relu1_1).
+* a reconstruction decoder at each of its ``levels`` (``avatars.style.decoder.Decoder`` at the same
+  divisor), trained to invert the encoder: pixel L1 plus VGG-19 feature terms, as the VGG decoder is;
+  several levels give the coarse-to-fine cascade of Li et al. The default, relu3_1 then relu1_1,
+  paints structure and strokes, then colour; a relu2_1 decoder can be added (``levels``), but its
+  training doubles the cost of a step on a CPU (its feature term runs VGG's full-resolution conv1_2).
 
 The embedding maps are used in training only and are not shipped.
 """
@@ -39,7 +41,7 @@ COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair
 @dataclass
 class CompactConfig:
     divisor: int = 4                        # VGG-19's widths divided by this
-    levels: tuple[str, ...] = COMPACT_LEVELS  # taps with a decoder; the deepest ends the encoder
+    levels: tuple[str, ...] = ("relu1_1", "relu3_1")  # taps with a decoder; the deepest ends the encoder
 
     def __post_init__(self):
         self.levels = tuple(sorted(self.levels, key=LEVELS.index))

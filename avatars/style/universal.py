@@ -97,19 +97,25 @@ def style_statistics(features: torch.Tensor) -> StyleStatistics:
 
 
 def wct(content: torch.Tensor, style: StyleStatistics, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """(C, P) content features with the painting's mean and covariance (whitening-colouring), fp64 inside.
+    """(C, P) content features with the painting's mean and covariance (whitening-colouring).
 
-    ``weights`` (P,): the pixels whose statistics are whitened (a person region); all pixels are transformed."""
+    ``weights`` (P,): the pixels whose statistics are whitened (a person region); all pixels are transformed.
+    The statistics and the (C, C) transform are fp64; it is applied to the pixels in their own precision
+    (one matrix product: the fp64 one over every pixel cost more than the decoder at relu1_1)."""
     mean, cov = _moments(content, weights)
-    whitened = _eig_power(cov, -0.5) @ (content.double() - mean)
-    return (style.colouring @ whitened + style.mean).to(content.dtype)
+    transform = style.colouring @ _eig_power(cov, -0.5)
+    shift = style.mean - transform @ mean
+    return torch.addmm(shift.to(content.dtype), transform.to(content.dtype), content)
 
 
 def adain(content: torch.Tensor, style: StyleStatistics, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """(C, P) content features with the painting's per-channel mean and standard deviation."""
-    mean, cov = _moments(content, weights)
-    std = cov.diagonal()[:, None].clamp_min(0).sqrt()
-    return ((content.double() - mean) / (std + 1e-8) * style.std + style.mean).to(content.dtype)
+    """(C, P) content features with the painting's per-channel mean and standard deviation (in the features'
+    own precision: a per-channel scale and shift)."""
+    w = None if weights is None else (weights / weights.sum()).to(content.dtype)
+    mean = content.mean(1, keepdim=True) if w is None else content @ w[:, None]
+    var = (content - mean).square().mean(1, keepdim=True) if w is None else (content - mean).square() @ w[:, None]
+    scale = style.std.to(content.dtype) / (var.clamp_min(0).sqrt() + 1e-8)
+    return torch.addcmul(style.mean.to(content.dtype) - mean * scale, content, scale)
 
 
 TRANSFORMS = {"wct": wct, "adain": adain}
@@ -163,7 +169,8 @@ class UniversalStylizer:
     def __init__(self, codec: Codec, device: torch.device | str = "cpu", cfg: UniversalConfig = UniversalConfig()):
         self.device = torch.device(device)
         self.cfg = cfg
-        self.codec = codec.to(self.device).eval()
+        # channels-last: oneDNN's fast layout for these convolutions (1.6x at 256x256 on one CPU thread)
+        self.codec = codec.to(self.device, memory_format=torch.channels_last).eval()
         missing = [lv for lv in cfg.levels or () if lv not in codec.levels]
         if missing:
             raise ValueError(f"no decoder for {', '.join(missing)} (this one has {', '.join(codec.levels)})")
@@ -191,7 +198,7 @@ class UniversalStylizer:
         if not self.style:
             raise RuntimeError("UniversalStylizer.set_style(painting) must be called first")
         h, w = x.shape[-2:]
-        y = pad_to_multiple(x, self.codec.multiple)
+        y = pad_to_multiple(x, self.codec.multiple).contiguous(memory_format=torch.channels_last)
         if weights is not None:
             weights = pad_to_multiple(weights, self.codec.multiple)
         for level in self.levels:
@@ -200,7 +207,8 @@ class UniversalStylizer:
             flat = f[0].flatten(1)
             region = None if weights is None else F.interpolate(weights, size=(fh, fw), mode="area").flatten() + MASK_FLOOR
             styled = TRANSFORMS[self.cfg.method](flat, self.style[level], region)
-            y = self.codec.decode(torch.lerp(flat, styled, self.cfg.alpha).view(1, c, fh, fw), level).float()
+            mixed = torch.lerp(flat, styled, self.cfg.alpha).view(1, c, fh, fw)
+            y = self.codec.decode(mixed.contiguous(memory_format=torch.channels_last), level).float()
         return y[..., :h, :w].clamp_(0, 1)
 
     def __call__(self, frame: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
