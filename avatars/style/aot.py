@@ -15,8 +15,8 @@ torch dispatches to and the machine; CUDA: the GPU's name and compute capability
 that matches a package in the cache needs no child at all.
 
 The child runs ``python -m avatars.style.aot BUILD.json`` in its own session (so its C++ compiler goes
-with it when it is killed), niced (the live frames come first), one compile thread; it dies with its parent
-(PR_SET_PDEATHSIG). Its failure is the first line of its error, for the caller to report and carry on
+with it when it is killed), niced (the live frames come first), one thread and one compile thread; it dies
+with its parent (PR_SET_PDEATHSIG). Its failure is the first line of its error, for the caller to report and carry on
 eagerly.
 """
 from __future__ import annotations
@@ -42,6 +42,7 @@ from avatars.core.precision import native_bf16
 
 log = logging.getLogger(__name__)
 
+NICE = 5     # the child's niceness above its parent's
 FORMAT = 1   # bumped when what is built (NetworkCall, the inductor options) changes
 #: Largest difference between the package's output and the eager network's (RGB in [0, 1]) for the package
 #: to be used. Measured on four photos through the shipped starry_night at 256x256 and a tiny test network at
@@ -122,6 +123,10 @@ class AheadBuild:
         self.proc = subprocess.Popen([sys.executable, "-m", "avatars.style.aot", str(self._job)], env=env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                      start_new_session=True)
+        try:  # niced from its first import on: the frames of the processes starting beside it come first
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + NICE)
+        except OSError:  # gone already: poll() says why
+            pass
         log.info("compiling the stylizer for %s in child %d -> %s", target.shape, self.proc.pid, self.path)
 
     def poll(self) -> Callable[..., torch.Tensor] | None:
@@ -189,13 +194,13 @@ def build(target: AheadTarget, out: Path) -> None:
 
 
 def main(job_file: str) -> int:
-    """The child: die with the parent, yield the cores to the live frames, build, report an error's first line."""
+    """The child: die with the parent, one thread (the live frames keep the other cores), build, report an error's
+    first line."""
     job = json.loads(Path(job_file).read_text())
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the node's death takes this build along
     if os.getppid() != job["parent"]:  # the parent died before the prctl
         return 1
-    os.nice(5)
     torch.set_num_threads(1)
     target = AheadTarget(**{**job["target"], "shape": tuple(job["target"]["shape"])})
     try:

@@ -66,7 +66,7 @@ class StylizeNode(Node):
     join = "any"  # frames and paintings each handled on arrival (one input alone: as before)
     # compile ahead (compile_in=background): what setup sets where compile is on
     _ahead = False                       # frames of one size run a package built by a child process, once built
-    _compile_first_frame = False         # no warmup_size: the first frame's size is compiled
+    _compile_first_frame = False         # the first frame's size is compiled, once that frame is out
     _build: AheadBuild | None = None     # the child building it
 
     @dataclass
@@ -74,15 +74,14 @@ class StylizeNode(Node):
         model: str = param("starry_night", "checkpoint file, or the name of a shipped style", weights="style")
         bf16: bool | None = param(None, "bf16 autocast; null = where native (GPU, AVX-512-BF16/AMX CPU), else fp32")
         channels_last: bool = param(True, "channels-last activations")
-        compile: bool = param(False, "compile the network for the frame size (warmup_size, else the first frame's): "
-                                     "see compile_in")
+        compile: bool = param(False, "compile the network for the frames' size (see compile_in)")
         compile_in: Literal["background", "setup"] = param(
-            "background", "background: frames run the eager network from the start while a child process builds an "
-                          "AOTInductor package (a minute or more on a CPU, once: kept in the user's cache), swapped "
-                          "in between two frames; setup: torch.compile before the first frame (every size)")
-        warmup_size: list[int] = param([], "[width, height]: stylize one blank frame of this size in setup; with "
-                                           "compile, the size compiled (a cached package is in use from the first "
-                                           "frame; compile_in=setup compiles there)")
+            "background", "background: frames run the eager network from the start; once the first is out, a child "
+                          "process builds an AOTInductor package for its size (a minute or more on a CPU, once: kept "
+                          "in the user's cache, then loaded in seconds), swapped in between two frames; setup: "
+                          "torch.compile before the first frame (every size; with warmup_size)")
+        warmup_size: list[int] = param([], "[width, height]: stylize one blank frame of this size in setup "
+                                           "(allocates ahead; with compile_in=setup, compiles it there)")
         noise_scale: float = param(1.0, "TextureNet: style (high) vs content (low)")
         seed: int = param(0, "TextureNet: the fixed noise across frames")
         smoothing: Literal["none", "ema", "flow"] = param("none", "temporal smoothing against flicker")
@@ -151,9 +150,7 @@ class StylizeNode(Node):
         self._ahead = p.compile and not in_setup and p.region == "frame"
         if self._ahead:
             self.ctx.metrics.extra.update(eager_frames=0, compiled_frames=0)
-            if p.warmup_size:
-                self._compile_ahead((1, 3, p.warmup_size[1], p.warmup_size[0]))
-            self._compile_first_frame = not p.warmup_size
+            self._compile_first_frame = True
         if p.warmup_size:
             if in_setup:
                 self.ctx.metrics.state = "compiling"  # the live status shows it
@@ -167,7 +164,7 @@ class StylizeNode(Node):
                     self.ctx.metrics.extra["compile_s"] = round(time.monotonic() - self._started, 1)
 
     def _compile_ahead(self, shape: tuple[int, int, int, int]) -> None:
-        """Start (or take from the cache) the package for frames of ``shape``; a cached one is in use at once."""
+        """Start building the package for frames of ``shape``, or loading it where the cache has it."""
         from avatars.core.weights import resolve_weights, user_cache
         from avatars.style.aot import AheadBuild, AheadTarget
 
@@ -254,15 +251,15 @@ class StylizeNode(Node):
             image = np.array(image)  # kept as the previous frame: do not pin the producer's slot
         if self._build is not None:
             self._swap_when_built()
-        elif self._compile_first_frame:
-            self._compile_first_frame = False
-            self._compile_ahead((1, 3, *image.shape[:2]))
         with self.dev:
             out = self.stylizer(image, mask)
-        if self._ahead:
-            self.ctx.metrics.extra["compiled_frames" if self.stylizer.compiled_for((1, 3, *image.shape[:2]))
-                                   else "eager_frames"] += 1
         self.emit("out", msg.derive(**{**msg.buffers, "image": out}))
+        if self._ahead:
+            shape = (1, 3, *image.shape[:2])
+            self.ctx.metrics.extra["compiled_frames" if self.stylizer.compiled_for(shape) else "eager_frames"] += 1
+            if self._compile_first_frame:  # only now: starting the child or the loader does not delay this frame
+                self._compile_first_frame = False
+                self._compile_ahead(shape)
 
     def _stop_compiling(self) -> None:
         """Kill the compile process, if one runs, and compile nothing more."""
