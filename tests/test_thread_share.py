@@ -26,3 +26,17 @@ def test_two_compute_nodes_split_the_cores_and_no_compute_node_shares_them_equal
     assert _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=8) == {"src": 1, "a": 4, "b": 4, "sink": 1}
     light = build_graph({"nodes": [doc["nodes"][0], doc["nodes"][3]], "edges": ["src.out -> sink.in"]}, "light", {})
     assert _thread_shares(light, _groups(light, LOCAL_HOST), cores=8) == {"src": 4, "sink": 4}
+
+
+def test_node_processes_let_waiting_openmp_threads_sleep_unless_the_environment_says():
+    """Spinning OpenMP pools beside each other burned 124 s of CPU where 18 s did the work (runner docstring)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os; from stream.runner import _limit_cpu_threads; _limit_cpu_threads(1); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    run = lambda e: subprocess.run([sys.executable, "-c", probe], env=e, cwd=REPO, capture_output=True, text=True,
+                                   timeout=60, check=True).stdout.strip()
+    assert run(env) == "PASSIVE"
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
