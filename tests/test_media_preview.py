@@ -100,3 +100,22 @@ def test_preview_records_the_age_of_each_frame_it_serves(tmp_path: Path) -> None
     assert len(got) <= preview["extra"]["served"] <= preview["frames_in"]
     ages = preview["extra"]["glass_to_glass"]
     assert 0 < ages["p50_ms"] <= ages["p99_ms"] < 5000, ages
+
+
+def test_a_viewer_streaming_when_the_run_ends_is_let_go(tmp_path: Path) -> None:
+    """The preview's close() ends every /stream.mjpg it is writing (a viewer's stream ends with the run, the
+    server shut down, no close() failure in the log)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "launch", "run", "preview", "--quiet", "--set", f"preview.port={port}",
+                             "--for", "6"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline, frames = time.monotonic() + 30, 0
+    while not frames:
+        try:
+            for _ in mjpeg_frames(f"http://127.0.0.1:{port}/stream.mjpg", timeout=20):
+                frames += 1   # until the stream ends: the run's end, not a read timeout (that raises)
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "the preview never served"
+            time.sleep(0.2)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "close() failed" not in err, err

@@ -64,6 +64,11 @@ class LatestJpeg:
             self.cond.wait_for(lambda: self.version != version or self.closed, timeout)
             return self.jpeg, self.capture_ts, self.version
 
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
 
 class ServedFrames:
     """Frames written to viewers and their age then (capture to served): the node's glass-to-glass figures."""
@@ -79,11 +84,6 @@ class ServedFrames:
             self.ages.add(age)
             self.metrics.extra["served"] += 1
             self.metrics.extra["glass_to_glass"] = self.ages.percentiles_ms()
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
 
 
 def _handler(latest: LatestJpeg, title: str, served: Callable[[float], None]) -> type[BaseHTTPRequestHandler]:
