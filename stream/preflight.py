@@ -142,7 +142,7 @@ def partial_outputs(graph: "GraphSpec", host: str | None = None) -> list[Path]:
 
 
 def _weights_problem(name: str, family: str) -> str | None:
-    from avatars.core.checkpoint import CheckpointError
+    from avatars.core.checkpoint_record import CheckpointError
     from avatars.core.weights import resolve_weights
 
     try:

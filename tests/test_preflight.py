@@ -163,3 +163,21 @@ def test_extract_pose_refuses_to_write_its_poses_over_the_video(tmp_path, clip, 
     link.symlink_to(clip)
     err = refused(capsys, "extract-pose", str(clip), "-o", str(link))
     assert f"is the input {clip}" in err and digest(clip) == before
+
+
+def test_checking_a_neural_graph_does_not_import_torch(clip: Path, tmp_path: Path):
+    """The checkpoints' records are read from their headers: a `run` of avatar_rerender started its first node
+    process 13 s late on a loaded machine while the supervisor imported torch only to check them."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from launch.shipped import graph_file; from stream.graph import load_graph; "
+             "from stream.preflight import check_graph\n"
+             "for g in ('avatar_rerender', 'stylize_video'):\n"
+             "    sets = {'source': {'path': sys.argv[1]}, 'sink': {'path': sys.argv[2]}}\n"
+             "    assert check_graph(load_graph(graph_file(g), sets)) == [], g\n"
+             "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe, str(clip), str(tmp_path / "out.mp4")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -46,7 +46,7 @@ def resolve_weights(name_or_path: str | Path, family: str) -> Path:
 
     FileNotFoundError listing the family's names; CheckpointError where the name is another family's.
     """
-    from avatars.core.checkpoint import FAMILIES, read_record  # torch: the command line starts without it
+    from avatars.core.checkpoint_record import FAMILIES, read_record
 
     if family not in FAMILIES:
         raise ValueError(f"unknown weights family {family!r} (known: {', '.join(FAMILIES)})")
