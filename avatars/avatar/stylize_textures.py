@@ -12,9 +12,9 @@ Three things make a texture stylizable:
   ``dilate`` texels for the bilinear taps). The rest holds whatever training left there.
 * **What the unseen texels hold.** A stylizer's convolutions and instance norms see the whole
   picture, so unseen texels must not bring black or a border colour into the seen ones: they are
-  filled from the seen ones, pushed down a mip pyramid and pulled back up (``mean_textures``
-  with a vanishing prior: each coarse texel is the mean of the seen texels under it), then relaxed
-  to the mean of their four neighbours so the fill has no block edges for the stylizer to paint.
+  filled from the seen ones, pushed down a mip pyramid (each coarse texel the mean of the seen
+  texels under it) and pulled back up bilinearly, then relaxed to the mean of their four neighbours,
+  so the fill has no edges for the stylizer to paint.
 * **How the parts are painted together.** The filled textures are tiled into one atlas with
   ``pad`` texels of edge-replicated margin around each part (no part's border reaches another),
   scaled by ``texel_scale`` (stroke size against content) and stylized in one call whose instance-norm statistics come from the seen
@@ -37,7 +37,6 @@ import torch
 import torch.nn.functional as F
 
 from avatars.avatar.crop import person_crop
-from avatars.avatar.init import mean_textures
 from avatars.avatar.model import AvatarConfig, TexturedAvatar
 from avatars.avatar.parts import PartTally
 from avatars.body.bones import rasterize_bones
@@ -45,7 +44,6 @@ from avatars.body.mannequin import Camera, MannequinSequence
 
 TensorStylizer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 COVERAGE_BATCH = 4      # poses per generator call in the coverage pass (memory: ~46 maps of size^2 floats each)
-FILL_PRIOR = 1e-6       # mean_textures' prior: a vanishing pull towards the coarser mean fills only unseen texels
 
 
 @dataclass(frozen=True)
@@ -114,13 +112,23 @@ def texel_coverage(model: TexturedAvatar, acfg: AvatarConfig, poses: list[np.nda
     return TexelCoverage(seen[:, 0] > 0, size)
 
 
+def push_pull(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``values`` (n, C, T, T) where ``weights`` (n, 1, T, T) > 0, elsewhere the weighted mean of the next
+    coarser mip level, itself filled the same way, upsampled bilinearly (no block edges)."""
+    if values.shape[-1] < 2:
+        return values
+    counts = F.avg_pool2d(weights, 2)
+    coarse = push_pull(F.avg_pool2d(values * weights, 2) / counts.clamp_min(1e-12), (counts > 0).to(values.dtype))
+    up = F.interpolate(coarse, size=values.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.where(weights > 0, values, up)
+
+
 def fill_unseen(textures: torch.Tensor, seen: torch.Tensor, relax_steps: int = 64) -> torch.Tensor:
     """Textures (n, 3, T, T) whose unseen texels (``seen`` (n, T, T) False) carry the seen ones' colours:
-    push-pull (each unseen texel the mean of the seen ones under its smallest mip block that has any),
-    then ``relax_steps`` rounds of each unseen texel taking its four neighbours' mean (borders
-    replicated). Seen texels are kept exactly; a part with no seen texel is left as it is."""
-    w = seen.to(textures.dtype)
-    pulled = mean_textures(textures * w[:, None], w, FILL_PRIOR)
+    push-pull (``push_pull``), then ``relax_steps`` rounds of each unseen texel taking its four
+    neighbours' mean (borders replicated). Seen texels are kept exactly; a part with no seen texel is
+    left as it is."""
+    pulled = push_pull(textures, seen[:, None].to(textures.dtype))
     keep = seen[:, None] | ~seen.flatten(1).any(1)[:, None, None, None]
     out = torch.where(keep, textures, pulled)
     for _ in range(relax_steps):
