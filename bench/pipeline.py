@@ -11,10 +11,15 @@
 3. `--jobs overlap`: stylize_video.yaml with flow smoothing in 1 s chunks (without Ray), with and
    without `batch`'s overlap frames, each compared frame by frame with `run` of the whole clip.
 
-Frames/s are end to end (start-up included: that is what a user waits); the graph rows add the
-sink's latency p50/p99 (capture to encoder), drops, and each node's processing time p50. CPU per
-frame counts this process and its children (the graph's node processes). The last lines are one
-row per job.
+Frames/s are end to end (start-up included: that is what a user waits), and steady: from the first
+frame out to the last (the loop's own clock; the graph's sink count, read twice a second as `batch`
+reads it), which is the pipelining alone, without each side's start-up (imports, models loaded:
+one process against several). The graph rows add the sink's latency p50/p99 (capture to encoder),
+drops, each torch node's threads and each node's processing time p50. CPU per frame counts this
+process and its children (the graph's node processes). The last lines are one row per job.
+
+On a machine loaded by other jobs the wall-clock ratios also measure how much of the cores each side
+wins from them (more runnable threads win more), so read them beside the CPU per frame.
 """
 from __future__ import annotations
 
@@ -91,40 +96,84 @@ def stylize_stage() -> Stage:
     return lambda image, t: stylizer(image, None)
 
 
-def run_graph(graph: str, src: str, dst: str, *sets: str) -> tuple[float, dict]:
-    """(seconds end to end, the run's report) for a shipped graph through the CLI."""
-    from launch.cli import main
+@dataclass
+class Run:
+    """One timed run: seconds end to end, the frames written, and the steady rate (first frame out to the last,
+    start-up excluded), from the sink's count twice a second (graph) or the loop's own clock."""
 
-    report = Path(dst).with_suffix(".json")
-    args = [f"source.path={src}", f"sink.path={dst}", *sets]
+    seconds: float
+    frames: int
+    steady_fps: float
+    report: dict
+
+
+def steady_rate(marks: list[tuple[float, int]]) -> float:
+    """Frames/s between the first mark with a frame written and the last mark: (time, frames so far) pairs."""
+    written = [(t, n) for t, n in marks if n > 0]
+    if len(written) < 2 or written[-1][0] <= written[0][0]:
+        return float("nan")
+    return (written[-1][1] - written[0][1]) / (written[-1][0] - written[0][0])
+
+
+def run_graph(graph: str, src: str, dst: str, *sets: str) -> Run:
+    """A shipped graph run here as `run` runs it (the supervisor, quiet), its sink's frames timed."""
+    from launch.batch import SinkProgress
+    from stream.graph import load_graph, parse_overrides
+    from stream.supervisor import Supervisor
+
+    path = graph_file(graph)
+    overrides = parse_overrides([f"source.path={src}", f"sink.path={dst}", *sets], path)
+    spec = load_graph(path, overrides)
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # its "sink: wrote ..." lines
-        code = main(["run", graph, "--quiet", "--report", str(report), *[a for s in args for a in ("--set", s)]])
+    marks: list[tuple[float, int]] = []
+    sup = Supervisor(spec, overrides, quiet=True)
+    sup.view = SinkProgress(spec, lambda frames: marks.append((time.perf_counter() - t0, frames)))
+    code = sup.run()
     seconds = time.perf_counter() - t0
     if code != 0:
-        raise SystemExit(f"{graph} failed ({code}): {report.read_text() if report.exists() else ''}")
-    return seconds, json.loads(report.read_text())
+        raise SystemExit(f"{graph} failed ({code}): {json.dumps(sup.last_report)[:2000]}")
+    frames = sup.last_report["nodes"]["sink"]["extra"]["video_frames"]
+    return Run(seconds, frames, steady_rate(marks), sup.last_report)
+
+
+def run_loop(src: str, dst: str, stage: Callable[[], Stage], seconds: float) -> Run:
+    """`plain_loop` with `stage` (made inside the timing: loading the models is its start-up), timed."""
+    marks: list[tuple[float, int]] = []
+    t0 = time.perf_counter()
+    make = stage()
+
+    def counted(image: np.ndarray, t: float) -> np.ndarray:
+        marks.append((time.perf_counter() - t0, len(marks)))  # before this frame: frames done so far
+        return make(image, t)
+
+    frames = plain_loop(src, dst, 18, "veryfast", counted, seconds)
+    total = time.perf_counter() - t0
+    marks.append((total, frames))
+    return Run(total, frames, steady_rate(marks[1:]), {})
 
 
 def graph_against_loop(job: str, graph: str, stage: Callable[[], Stage], src: str, seconds: float, tmp: Path) -> Row:
-    t0, c0 = time.perf_counter(), cpu_seconds()
-    frames = plain_loop(src, str(tmp / f"{job}_loop.mp4"), 18, "veryfast", stage(), seconds)
-    loop_s, loop_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     c0 = cpu_seconds()
-    graph_s, report = run_graph(graph, src, str(tmp / f"{job}_graph.mp4"), f"source.end={seconds}")
+    loop = run_loop(src, str(tmp / f"{job}_loop.mp4"), stage, seconds)
+    loop_cpu = cpu_seconds() - c0
+    c0 = cpu_seconds()
+    run = run_graph(graph, src, str(tmp / f"{job}_graph.mp4"), f"source.end={seconds}")
     graph_cpu = cpu_seconds() - c0
-    nodes = report["nodes"]
-    got = nodes["sink"]["extra"]["video_frames"]
-    if got != frames:
-        raise SystemExit(f"{job}: the graph wrote {got} frames, the loop {frames}")
+    frames, nodes = loop.frames, run.report["nodes"]
+    if run.frames != frames:
+        raise SystemExit(f"{job}: the graph wrote {run.frames} frames, the loop {frames}")
     latency = nodes["sink"].get("latency") or {}
-    print(f"{job}: {frames} frames; loop {frames / loop_s:.2f} frames/s ({loop_cpu / frames * 1e3:.0f} ms CPU a frame), "
-          f"graph {frames / graph_s:.2f} frames/s ({graph_cpu / frames * 1e3:.0f} ms CPU a frame, start-up included); "
-          f"pipelining gain x{loop_s / graph_s:.2f}")
+    print(f"{job}: {frames} frames; loop {frames / loop.seconds:.2f} frames/s ({loop_cpu / frames * 1e3:.0f} ms CPU a "
+          f"frame), graph {frames / run.seconds:.2f} frames/s ({graph_cpu / frames * 1e3:.0f} ms CPU a frame), "
+          f"start-up included; pipelining gain x{loop.seconds / run.seconds:.2f}; steady (first frame out to the "
+          f"last) loop {loop.steady_fps:.2f}, graph {run.steady_fps:.2f} frames/s: x{run.steady_fps / loop.steady_fps:.2f}")
     print(f"  graph: latency p50/p99 {latency.get('p50_ms')}/{latency.get('p99_ms')} ms, drops "
-          f"{sum(n.get('drops', 0) for n in nodes.values())}; per node p50 ms: "
+          f"{sum(n.get('drops', 0) for n in nodes.values())}; threads "
+          + ", ".join(f"{n} {m['extra']['threads']}" for n, m in nodes.items() if "threads" in m.get("extra", {}))
+          + "; per node p50 ms: "
           + ", ".join(f"{n} {(m.get('process') or {}).get('p50_ms')}" for n, m in nodes.items()))
-    return Row(job, frames, frames / graph_s, frames / loop_s)
+    return Row(job, frames, frames / run.seconds, frames / loop.seconds,
+               f"steady x{run.steady_fps / loop.steady_fps:.2f} ({run.steady_fps:.2f} / {loop.steady_fps:.2f} fps)")
 
 
 def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
@@ -134,7 +183,7 @@ def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
     from stream.chunks import join_chunks
     from stream.graph import load_graph
 
-    run_s, _ = run_graph("rerender", src, str(tmp / "whole.mp4"))
+    run_s = run_graph("rerender", src, str(tmp / "whole.mp4")).seconds
     cluster = connect_ray("local")  # before Ray is imported here: it sets Ray's loopback switch
     import ray
 
@@ -142,14 +191,14 @@ def batch_against_run(src: str, chunk_seconds: float, tmp: Path) -> Row:
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             code = main(["batch", "rerender", src, "-o", str(tmp / "batch"), "--quiet", "--ray", "local",
-                         "--chunk-seconds", str(chunk_seconds)])
+                         "--chunk-seconds", str(chunk_seconds), "--overlap", "0"])  # rerender.yaml keeps no state
         batch_s = time.perf_counter() - t0
     finally:
         ray.shutdown()
     if code != 0:
         raise SystemExit(f"batch failed ({code})")
     path = graph_file("rerender")
-    job = plan_job(path, {}, offline_nodes(load_graph(path)), src, tmp / "batch", chunk_seconds)
+    job = plan_job(path, {}, offline_nodes(load_graph(path)), src, tmp / "batch", chunk_seconds, overlap=0)
     t0 = time.perf_counter()
     join_chunks([(c, chunk_path(job, c.index)) for c in job.chunks], job.input, str(tmp / "joined.mp4"), job.index)
     join_s = time.perf_counter() - t0
