@@ -56,7 +56,7 @@ class TextureStyleConfig:
     fps: float = 2.5
     coverage_size: int = 512       # uv maps upsampled to this before counting texels (a pixel under a texel)
     dilate: int = 2                # texels around a sampled one counted as seen (bilinear taps, mip blocks)
-    relax_steps: int = 64          # neighbour-mean relaxation of the fill (smooths the pyramid's blocks)
+    relax_steps: int = 64          # neighbour-mean relaxation of the fill (smooths the pull's kinks)
     # textures stylized at this share of their size: at 0.16 (a texel about a pixel of the 256 px demo)
     # each part is a 42 px tile the StyleNet paints into blotches that lose the letters; at 0.5 strokes
     # and content both show (docs/avatar.md, "Painted textures")
