@@ -111,7 +111,8 @@ def plan_chunks(index: VideoIndex, seconds: float, overlap: int = 0) -> list[Chu
         start = 0.0 if i == 0 else float(begin * index.time_base)
         lead = index.pts[max(0, bisect.bisect_left(index.pts, begin) - overlap)]
         chunks.append(Chunk(i, start, None if stop is None else float(stop * index.time_base), frames,
-                            0 if i == 0 else begin, 0.0 if i == 0 else float((begin - lead) * index.time_base)))
+                            0 if i == 0 else begin,
+                            0.0 if i == 0 else min(start, float((begin - lead) * index.time_base))))  # never before 0
     return chunks
 
 
