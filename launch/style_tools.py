@@ -78,8 +78,9 @@ def _read_mask(path: Path, size: tuple[int, int]):
     return np.array(mask if mask.size == (w, h) else mask.resize((w, h), Image.BILINEAR))
 
 
-def _load_stylizer(name_or_path: str, device: str = "cpu"):
-    """(model, checkpoint path) from a checkpoint file or a shipped style name."""
+def load_style_model(name_or_path: str, device: str = "cpu"):
+    """(model, checkpoint path) from a checkpoint file or a shipped style name; Refused saying what is wrong
+    otherwise (the one place the style commands open a per-style network)."""
     from avatars.core.checkpoint import CheckpointError
     from avatars.core.weights import resolve_weights
     from avatars.style.checkpoint import load_stylizer
@@ -172,7 +173,7 @@ def _stylize_with_model(args: argparse.Namespace, src: Path, max_side: int):
 
     set_threads(args.threads)
     device = device_option(args.device)
-    model, path = _load_stylizer(args.checkpoint, device)
+    model, path = load_style_model(args.checkpoint, device)
     with refusing(ImageFileError):  # the network's coarsest stage needs more than `multiple` pixels a side
         picture = read_image(src, max_side=max_side, min_side=max(MIN_SIDE, model.multiple + 1))
     frame = picture.rgb
@@ -207,7 +208,7 @@ def _stylize_video(args: argparse.Namespace, src: Path, out: Path) -> int:
         style = universal_tools.video_style_params(args)  # a bad painting or decoder fails here, not in a node
         made_with = Path(args.style_image).name
     else:
-        _, checkpoint = _load_stylizer(args.checkpoint)  # a bad checkpoint fails here, not in a node process
+        _, checkpoint = load_style_model(args.checkpoint)  # a bad checkpoint fails here, not in a node process
         style = {"model": str(checkpoint.resolve()), "bf16": False if args.fp32 else None,
                  "channels_last": not args.fp32, "compile": args.compile, "noise_scale": args.noise_scale,
                  "seed": args.seed, "smoothing": args.smoothing, "smoothing_weight": args.smoothing_weight,
@@ -266,7 +267,7 @@ def _textures_from_model(args: argparse.Namespace):
     from avatars.style.stylize import sample_textures
     from avatars.style.texturenet import TextureNet
 
-    model, path = _load_stylizer(args.model, device_option(args.device))
+    model, path = load_style_model(args.model, device_option(args.device))
     if not isinstance(model, TextureNet):
         raise Refused(f"{path}: a {type(model).__name__} stylizes images; --model needs a TextureNet "
                            f"trained without --content (train-style --model texturenet)")

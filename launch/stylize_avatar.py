@@ -16,6 +16,7 @@ from pathlib import Path
 
 from launch.command import Exit, Refused, refuse_overwrite, refusing, set_threads
 from launch.make_avatar import NAME
+from launch.style_tools import load_style_model
 from launch.universal_tools import STYLE_READ_SIDE, read_painting
 
 DEFAULT_DECODER = "vgg_relu3_1"    # the shipped VGG-19 decoder: the universal stylizer's textures are painted once,
@@ -53,17 +54,10 @@ def _source_avatar(name_or_path: str):
 
 def _stylenet(name_or_path: str):
     """(tensor stylizer, record, path) of a per-style StyleNet (a shipped name or a checkpoint)."""
-    from avatars.core.checkpoint import CheckpointError
-    from avatars.core.weights import resolve_weights
-    from avatars.style.checkpoint import load_stylizer
     from avatars.style.stylize import FrameStylizer
 
-    try:
-        path = resolve_weights(name_or_path, "style")
-        stylizer = FrameStylizer(load_stylizer(path))
-    except (FileNotFoundError, CheckpointError) as exc:
-        raise Refused(str(exc)) from None
-    return stylizer.stylize_tensor, {"stylizer": path.stem, "kind": "per-style network"}, path
+    model, path = load_style_model(name_or_path)
+    return FrameStylizer(model).stylize_tensor, {"stylizer": path.stem, "kind": "per-style network"}, path
 
 
 def universal_tensor_stylizer(painting, decoder: str, method: str, alpha: float):
