@@ -30,10 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avatars.core.checkpoint import describe_data, load_optimizer_state, load_state, read_record, read_run, save_checkpoint
-from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
+from avatars.core.checkpoint import load_state, read_record, read_run
+from avatars.core.training_loop import cosine, run_progress
 from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
-from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, encoder_convs
+from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, TrainResult, encoder_convs, train_reconstruction
 
 COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair decodes
 
@@ -100,13 +100,6 @@ class CompactCodec(nn.Module):
 
 
 # -- the checkpoint ---------------------------------------------------------------------------
-
-def save_compact(path: str | Path, model: CompactCodec, info: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-                 run: dict[str, Any] | None = None, half: bool = False) -> Path:
-    """The codec alone (not the training's embedding maps) in the project's checkpoint format."""
-    return save_checkpoint(path, model.state_dict(), {"kind": "compact", "model": model.cfg.to_dict(), **info},
-                           optimizer, run, half=half)
-
 
 def load_compact(path: str | Path, device: torch.device | str = "cpu") -> CompactCodec:
     record = read_record(path, "universal")
@@ -199,71 +192,17 @@ class DistillationLoss(nn.Module):
         return terms
 
 
-@dataclass
-class CompactTrainResult:
-    checkpoint: Path
-    steps: int
-    seconds: float
-    final_losses: dict[str, float]
+def train_compact(cfg: CompactTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> TrainResult:
+    """Distil (or resume) a compact pair: ``avatars.style.decoder.train_reconstruction`` under the distillation
+    loss, its embedding maps trained along (kept beside the checkpoint, not shipped)."""
+    model, loss_fn = CompactCodec(cfg.model), DistillationLoss(cfg)
 
+    def rows(x: torch.Tensor) -> list[torch.Tensor]:
+        feats = model.encoder(x)
+        return [x] + [model.decode(feats[level], level) for level in cfg.model.levels]
 
-def train_compact(cfg: CompactTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> CompactTrainResult:
-    """Distil (or resume) a compact pair; writes ``out`` (+ ``.json``, ``.optim.safetensors``, ``_samples/``,
-    ``_loss.png``; the embedding maps in ``_embed.safetensors`` for resuming)."""
-    from avatars.style.training import ContentCrops
-
-    out = Path(out)
-    device = torch.device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    crops = ContentCrops(cfg.content_dir, cfg.image_size, cfg.seed)
-    model = CompactCodec(cfg.model).to(device)
-    loss_fn = DistillationLoss(cfg).to(device)
-    embed_path = out.with_name(out.stem + "_embed.safetensors")
-    log = TrainingLog()
-    resuming = resume and out.is_file()
-    if resuming:
-        model, meta = load_compact(out, device), read_record(out, "universal")
-        loss_fn.embed.load_state_dict(load_state(embed_path))
-        log = TrainingLog(meta["step"], meta["seconds"], meta.get("history", []))
-        crops.rng.seed(cfg.seed + meta["step"])  # fresh crops after a resume, not the first ones again
-    params = list(model.parameters()) + list(loss_fn.embed.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    if resuming:
-        load_optimizer_state(out, optimizer)
-    model.train()
-    fixed = ContentCrops(cfg.content_dir, 2 * cfg.image_size, cfg.seed + 1).sample(4).to(device)
-    samples_dir = out.with_name(out.stem + "_samples")
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    run = dataclasses.asdict(cfg)
-    record = {"train": {**run, "content_dir": Path(cfg.content_dir).name},
-              "data": {"content": describe_data(cfg.content_dir)}}
-
-    def checkpoint() -> Path:
-        from safetensors.torch import save_file
-
-        info = {**record, "step": log.step, "seconds": round(log.seconds, 1), "final_losses": log.mean(),
-                "history": log.history}
-        save_file({k: v.detach().contiguous().cpu() for k, v in loss_fn.embed.state_dict().items()}, str(embed_path))
-        return save_compact(out, model, info, optimizer, run)
-
-    def sample() -> None:
-        model.eval()
-        with torch.no_grad():
-            feats = model.encoder(fixed)
-            rows = [fixed] + [model.decode(feats[lv], lv) for lv in cfg.model.levels]
-        model.train()
-        save_grid(samples_dir / f"step_{log.step:06d}.png", rows, pad=2)
-        if log.history:
-            save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
-
-    def losses() -> dict[str, torch.Tensor]:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(log.step, log.seconds)
-        return loss_fn(model, crops.sample(cfg.batch_size).to(device))
-
-    train_steps(log, cfg, losses, optimizer, sample, checkpoint, desc=out.stem, progress=progress)
-    sample()
-    return CompactTrainResult(checkpoint(), log.step, log.seconds, log.mean())
+    return train_reconstruction(cfg, out, "compact", model, loss_fn, rows, trained_with=loss_fn.embed,
+                                resume=resume, progress=progress)
 
 
 def config_of_checkpoint(path: str | Path) -> CompactTrainConfig | None:

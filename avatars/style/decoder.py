@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -119,12 +119,6 @@ class VGGCodec(nn.Module):
 
 # -- the checkpoint ---------------------------------------------------------------------------
 
-def save_decoder(path: str | Path, model: Decoder, info: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-                 run: dict[str, Any] | None = None, half: bool = False) -> Path:
-    return save_checkpoint(path, model.state_dict(), {"kind": "decoder", "model": model.cfg.to_dict(), **info},
-                           optimizer, run, half=half)
-
-
 def read_decoder_record(path: str | Path) -> dict[str, Any]:
     """The record of a decoder file; CheckpointError saying what the file is when it is not one."""
     return read_record(path, "universal")
@@ -171,7 +165,9 @@ class DecoderTrainConfig:
 
 
 @dataclass
-class DecoderTrainResult:
+class TrainResult:
+    """Where a reconstruction run (a decoder, a compact pair) ended."""
+
     checkpoint: Path
     steps: int
     seconds: float
@@ -197,41 +193,55 @@ class ReconstructionLoss(nn.Module):
         return terms
 
 
-def train_decoder(cfg: DecoderTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> DecoderTrainResult:
-    """Train (or resume) a decoder; writes ``out`` (+ ``.json``, ``.optim.safetensors``, ``_samples/``, ``_loss.png``)."""
+def train_reconstruction(cfg: DecoderTrainConfig | Any, out: str | Path, kind: str, model: nn.Module, loss_fn: nn.Module,
+                         rows: Callable[[torch.Tensor], list[torch.Tensor]], trained_with: nn.Module | None = None,
+                         resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train (or resume) ``model`` on random crops of natural images under ``loss_fn(model, crops)``; writes ``out``
+    (a checkpoint of ``kind``, + ``.json``, ``.optim.safetensors``, ``_samples/`` with ``rows(fixed crops)``,
+    ``_loss.png``). ``trained_with``: parameters trained along but not shipped (the compact pair's embedding
+    maps), kept in ``_aux.safetensors`` for resuming."""
+    from safetensors.torch import save_file
+
     out = Path(out)
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
     crops = ContentCrops(cfg.content_dir, cfg.image_size, cfg.seed)
-    model = Decoder(cfg.decoder).to(device)
+    model, loss_fn = model.to(device), loss_fn.to(device)
+    aux_path = out.with_name(out.stem + "_aux.safetensors")
     log = TrainingLog()
-    if resume and out.is_file():
-        model, meta = load_decoder(out, device), read_decoder_record(out)
+    resuming = resume and out.is_file()
+    if resuming:
+        meta = read_record(out, "universal")
+        model.load_state_dict(load_state(out))
+        if trained_with is not None:
+            trained_with.load_state_dict(load_state(aux_path))
         log = TrainingLog(meta["step"], meta["seconds"], meta.get("history", []))
         crops.rng.seed(cfg.seed + meta["step"])  # fresh crops after a resume, not the first ones again
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    if resume and out.is_file():
+    params = list(model.parameters()) + (list(trained_with.parameters()) if trained_with is not None else [])
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    if resuming:
         load_optimizer_state(out, optimizer)
     model.train()
-    loss_fn = ReconstructionLoss(cfg).to(device)
     fixed = ContentCrops(cfg.content_dir, 2 * cfg.image_size, cfg.seed + 1).sample(4).to(device)
     samples_dir = out.with_name(out.stem + "_samples")
     samples_dir.mkdir(parents=True, exist_ok=True)
     run = dataclasses.asdict(cfg)
-    record = {"train": {**run, "content_dir": Path(cfg.content_dir).name},
+    record = {"kind": kind, "model": model.cfg.to_dict(), "train": {**run, "content_dir": Path(cfg.content_dir).name},
               "data": {"content": describe_data(cfg.content_dir)}}
 
     def checkpoint() -> Path:
         info = {**record, "step": log.step, "seconds": round(log.seconds, 1), "final_losses": log.mean(),
                 "history": log.history}
-        return save_decoder(out, model, info, optimizer, run)
+        if trained_with is not None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in trained_with.state_dict().items()}, str(aux_path))
+        return save_checkpoint(out, model.state_dict(), info, optimizer, run)
 
     def sample() -> None:
         model.eval()
         with torch.no_grad():
-            y = model(loss_fn.perceptual.features(fixed)[cfg.decoder.level])
+            grid = rows(fixed)
         model.train()
-        save_grid(samples_dir / f"step_{log.step:06d}.png", [fixed, y], pad=2)
+        save_grid(samples_dir / f"step_{log.step:06d}.png", grid, pad=2)
         if log.history:
             save_loss_curve(out.with_name(out.stem + "_loss.png"), log.history)
 
@@ -242,7 +252,15 @@ def train_decoder(cfg: DecoderTrainConfig, out: str | Path, resume: bool = True,
 
     train_steps(log, cfg, losses, optimizer, sample, checkpoint, desc=out.stem, progress=progress)
     sample()
-    return DecoderTrainResult(checkpoint(), log.step, log.seconds, log.mean())
+    return TrainResult(checkpoint(), log.step, log.seconds, log.mean())
+
+
+def train_decoder(cfg: DecoderTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> TrainResult:
+    """Train (or resume) a decoder: ``train_reconstruction`` with pixel + VGG feature terms."""
+    model, loss_fn = Decoder(cfg.decoder), ReconstructionLoss(cfg)
+    level = cfg.decoder.level
+    return train_reconstruction(cfg, out, "decoder", model, loss_fn,
+                                lambda x: [x, model(loss_fn.perceptual.features(x)[level])], resume=resume, progress=progress)
 
 
 def config_of_checkpoint(path: str | Path) -> DecoderTrainConfig | None:
