@@ -10,20 +10,24 @@ stale frames the `latest` edges discarded. Variants (the stylize node's paramete
     equal share   eager, no smoothing, threads: 1 (what the old equal share per process gave it)
     weighted      eager, no smoothing, the supervisor's share by compute (the one compute node: both cores)
     + flow        weighted, with flow-guided smoothing (less flicker)
-    + compile     weighted, torch.compile'd in setup for 256x256
+    + compile     weighted, compiled for 256x256 (ahead of time, in the background: eager frames until then)
     shipped       the graph as shipped (weighted + compile; the same as + compile)
 
 and with ``--before CKPT`` the shipped graph with that stylizer instead (the network lever).
 
 A compiled variant gets ``--compile-warmup`` seconds of warm-up: the first compile takes minutes on
-two cores, later ones seconds (inductor's cache).
+two cores, later starts load the package from the user's cache in seconds.
 
-First frames (``--first-frame S``, 0 skips it): the shipped graph from its start for S seconds, once:
-when the first stylized frame reached the sink, how long the stylizer compiled in setup before it
-(``compile_s``; inductor's cache under the user's cache dir, warm or cold when the run began), and the
-fps from that frame on:
+First frames (``--first-frame S``, 0 skips it): the shipped graph from its start, for each way of
+compiling (the stylize node's ``compile_in``: ``setup``, torch.compile before the first frame; and
+``background``, the eager network while a child process builds an AOTInductor package, then the
+swap), each with a cold cache (a fresh temporary user cache) and then warm (the same cache again):
+when the first stylized frame reached the sink, when the compiled network was in use (``compile_s``),
+and the fps over ``--after-compile`` seconds from then on; a run ends then, or after S seconds. The
+eager network alone (``compile: false``) first: the floor of the first frame (processes starting,
+torch imported, the model loaded) and the eager fps:
 
-    first frame A s (compiled C s, cache warm|cold), then F fps
+    compile in setup, cache cold: first frame A s, compiled from C s, then F fps
 
 Flicker: the warping error (avatars.style.flicker) of the same clip, resized by the graph's own
 geometry and stylized with and without flow smoothing, taking every k-th frame where k follows the
@@ -36,11 +40,13 @@ the ratios within one run. The last line is the shipped graph's (the `weighted` 
 
     live stylize 256x256: F fps, latency p50 A ms p99 B ms, drops D
 
-    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--first-frame 60] [--paths] [--before CKPT]
+    python -m launch bench live [--seconds 20] [--warmup 8] [--clip PATH] [--first-frame 300] [--after-compile 15]
+                                [--paths] [--before CKPT]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import tempfile
@@ -54,7 +60,6 @@ import yaml
 from launch.media import media_root
 from launch.shipped import graph_file
 from stream.graph import load_graph
-from stream.nodes.stylize import compile_cache_dir
 from stream.supervisor import Supervisor
 
 CLIP = "video/kinetics_ta_chi_340x256.mp4"       # 29.97 fps, a person dancing
@@ -67,6 +72,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "shipped": {},
 }
 SHIPPED = "shipped"
+FIRST_FRAME_MODES = {"eager only": {"compile": False}, "compile in setup": {"compile_in": "setup"},
+                     "eager, then swap": {"compile_in": "background"}}
 BEFORE = "shipped, --before's stylizer"
 
 
@@ -83,19 +90,15 @@ class LiveResult:
 
 
 class _Recorder:
-    """Stands in for the supervisor's status view: notes the counters once the warm-up is over, and when
-    the first frame reached the sink."""
+    """Stands in for the supervisor's status view: notes the counters once the warm-up is over."""
 
     def __init__(self, warmup: float):
         self.warmup, self.at_warmup, self.report = warmup, None, None
-        self.first_frame: float | None = None
 
     def update(self, handles: list[Any], elapsed: float) -> None:
         nodes = {n: dict(s.get("metrics", {})) for h in handles for n, s in h.node_status.items()}
         if self.at_warmup is None and elapsed >= self.warmup:
             self.at_warmup = (elapsed, nodes)
-        if self.first_frame is None and nodes.get("preview", {}).get("frames_in"):
-            self.first_frame = elapsed
 
     def close(self, report: dict[str, Any]) -> None:
         self.report = report
@@ -126,19 +129,69 @@ def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: fl
     return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops)
 
 
-def first_frames(graph_path: Path, seconds: float) -> str:
-    """The shipped graph from its start (see the module docstring): its first-frame line."""
-    cache = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or compile_cache_dir())
-    warm = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
-    sup = Supervisor(load_graph(graph_path), {}, duration=seconds, quiet=True)
-    sup.view = recorder = _Recorder(0.0)
-    sup.run()  # exit 1 when nothing arrived within the seconds: the line says so
-    nodes, first = recorder.report["nodes"], recorder.first_frame
-    compiled = nodes["style"].get("extra", {}).get("compile_s")
-    if first is None:
-        return f"no frame in {seconds:g} s (still {nodes['style'].get('state') or 'starting'}, cache {warm})"
-    fps = nodes["preview"]["frames_in"] / max(recorder.report["duration_s"] - first, 1e-3)
-    return f"first frame {first:.1f} s (compiled {compiled} s, cache {warm}), then {fps:.1f} fps"
+class _FirstFrames:
+    """The status view of a run from its start: when the first frame reached the sink, when the stylizer's
+    compiled network was in use (and the sink's count then); it ends the run ``after`` seconds later."""
+
+    def __init__(self, sup: Supervisor, after: float, compiled: bool):
+        self.sup, self.after, self.report, self.compiling = sup, after, None, compiled
+        self.first_frame: float | None = None
+        self.compiled: tuple[float, int] | None = None
+
+    def update(self, handles: list[Any], elapsed: float) -> None:
+        nodes = {n: dict(s.get("metrics", {})) for h in handles for n, s in h.node_status.items()}
+        frames = nodes.get("preview", {}).get("frames_in", 0)
+        if self.first_frame is None and frames:
+            self.first_frame = elapsed
+        extra = nodes.get("style", {}).get("extra", {})
+        # compiled ahead: once a frame ran the package; compiled in setup: from the first frame; eager: likewise
+        in_use = extra["compiled_frames"] > 0 if "compiled_frames" in extra else "compile_s" in extra
+        in_use = in_use or not self.compiling
+        if self.compiled is None and frames and in_use:
+            self.compiled = (elapsed, frames)
+            self.sup.duration = min(self.sup.duration, elapsed + self.after)
+
+    def close(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+
+@contextlib.contextmanager
+def _user_cache(folder: Path):
+    """The node processes started meanwhile keep what they compile in ``folder`` (a user cache of their own)."""
+    saved = {k: os.environ.pop(k, None) for k in ("NEURAL_STREAM_CACHE", "TORCHINDUCTOR_CACHE_DIR")}
+    os.environ["NEURAL_STREAM_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
+def first_frames(graph_path: Path, seconds: float, after: float) -> None:
+    """The shipped graph from its start, eager only, then each way of compiling, cold then warm cache: a line each."""
+    for name, style in FIRST_FRAME_MODES.items():
+        compiled = style.get("compile", True)
+        with tempfile.TemporaryDirectory() as cache, _user_cache(Path(cache)):
+            for state in ("cold", "warm") if compiled else ("",):
+                overrides = {"style": style}
+                sup = Supervisor(load_graph(graph_path, overrides), overrides, duration=seconds, quiet=True)
+                sup.view = seen = _FirstFrames(sup, after, compiled)
+                sup.run()  # exit 1 when nothing arrived within the seconds: the line says so
+                style_node, sink = seen.report["nodes"]["style"], seen.report["nodes"]["preview"]
+                if seen.first_frame is None:
+                    line = f"no frame in {seconds:g} s (still {style_node.get('state') or 'starting'})"
+                else:
+                    line = f"first frame {seen.first_frame:.1f} s, "
+                    if seen.compiled is None:
+                        error = style_node.get("extra", {}).get("compile_error")
+                        line += f"not compiled in {seconds:g} s" + (f" ({error})" if error else "")
+                    else:
+                        t, frames = seen.compiled
+                        fps = (sink["frames_in"] - frames) / max(seen.report["duration_s"] - t, 1e-3)
+                        line += (f"compiled from {t:.1f} s, then " if compiled else "then ") + f"{fps:.1f} fps"
+                print(f"  {name}{f', cache {state}' if compiled else ''}: {line}", flush=True)
 
 
 def flicker(clip: Path, graph_path: Path, fps: float, frames: int = 30) -> dict[str, float]:
@@ -239,8 +292,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--clip", type=Path, default=None, help=f"video standing in for the camera (default {CLIP})")
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--compile-warmup", type=float, default=240.0, help="warm-up of the + compile variant")
-    ap.add_argument("--first-frame", type=float, default=60.0, metavar="S",
-                    help="seconds of the shipped graph from its start, for its first-frame line (0: skip)")
+    ap.add_argument("--first-frame", type=float, default=300.0, metavar="S",
+                    help="at most this many seconds of each first-frame run (0: skip them)")
+    ap.add_argument("--after-compile", type=float, default=15.0, metavar="S",
+                    help="seconds of each first-frame run once the compiled network is in use (its fps)")
     ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
     ap.add_argument("--before", type=Path, metavar="CKPT", help="also the shipped graph with this stylizer "
                     "(e.g. the wider network a narrower one replaced), measured just before `shipped`")
@@ -257,7 +312,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         graph = live_graph(clip, Path(tmp))
         if args.first_frame:
-            print(f"  from the start: {first_frames(graph, args.first_frame)}", flush=True)
+            print("from the start:", flush=True)
+            first_frames(graph, args.first_frame, args.after_compile)
         for name in dict.fromkeys([*args.variants, *([BEFORE] if args.before else []), SHIPPED]):
             style = copy.deepcopy(variants[name])
             compiled = {**load_graph(graph).nodes["style"].raw_params, **style}.get("compile")

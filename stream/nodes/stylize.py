@@ -151,6 +151,8 @@ class StylizeNode(Node):
         if self._ahead:
             self.ctx.metrics.extra.update(eager_frames=0, compiled_frames=0)
             self._compile_first_frame = True
+        elif p.compile and not in_setup:
+            log.info("%s: region %s stylizes crops of changing sizes: not compiled ahead", self.ctx.name, p.region)
         if p.warmup_size:
             if in_setup:
                 self.ctx.metrics.state = "compiling"  # the live status shows it
