@@ -14,7 +14,7 @@ from avatars.core.weights import WEIGHTS
 from avatars.style.compact import CompactCodec, CompactConfig
 from avatars.style.universal import UniversalConfig, UniversalStylizer, load_codec
 from launch.cli import main
-from test_universal import THREADS, _painting, _photo
+from test_universal import THREADS, _content_folder, _painting, _photo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SHIPPED = WEIGHTS / "universal" / "compact_universal.safetensors"
@@ -49,10 +49,7 @@ def test_the_cascade_runs_deepest_first_and_one_level_at_alpha_zero_is_the_round
 
 
 def test_train_decoder_compact_distils_resumes_and_stylizes(tmp_path, capsys):
-    content = tmp_path / "content"
-    content.mkdir()
-    for i in range(2):
-        _photo(content / f"p{i}.png", 40 + 8 * i, 48)
+    content = _content_folder(tmp_path / "content")
     ckpt = tmp_path / "pair.safetensors"
     args = ["train-decoder", "--compact", "-o", str(ckpt), "--size", "16", "--batch", "1", "--quiet", *THREADS]
     assert main([*args, "--content", str(content), "--steps", "3"]) == 0

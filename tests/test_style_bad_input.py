@@ -14,27 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avatars.core.weights import WEIGHTS
 from avatars.style.training import load_image
 from launch.cli import main
 from launch.command import Exit
 from test_runtime import run_graph
+from test_universal import THREADS, _photo, needs_decoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-THREADS = ["--threads", "1"]
-needs_decoder = pytest.mark.skipif(not (WEIGHTS / "universal" / "vgg_relu3_1.safetensors").is_file(),
-                                   reason="the shipped decoder vgg_relu3_1 is absent")
 
 
 def _painting(h: int = 80, w: int = 120, colour=(230, 40, 30)) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w]
     return ((np.sin(xx / 3.0 + yy / 5.0) > 0)[..., None] * np.array(colour) + 20).clip(0, 255).astype(np.uint8)
-
-
-def _photo(path: Path) -> Path:
-    yy, xx = np.mgrid[0:60, 0:90]
-    Image.fromarray(np.stack([xx * 255 // 90, yy * 255 // 60, (xx // 8 + yy // 8) % 2 * 200], -1).astype(np.uint8)).save(path)
-    return path
 
 
 def _rgb(path: Path) -> np.ndarray:

@@ -130,6 +130,14 @@ def _photo(path: Path, h: int = 60, w: int = 90) -> Path:
     return path
 
 
+def _content_folder(folder: Path) -> Path:
+    """Two small photographs of different sizes: content for a short train-decoder run."""
+    folder.mkdir()
+    for i in range(2):
+        _photo(folder / f"p{i}.png", 40 + 8 * i, 48)
+    return folder
+
+
 @needs_decoder
 @pytest.mark.parametrize("method", ["wct", "adain"])
 def test_stylize_with_a_style_image_takes_the_paintings_colours(tmp_path, capsys, method):
@@ -174,10 +182,7 @@ def test_bad_paintings_and_options_are_refused_naming_them(tmp_path, capsys):
 
 
 def test_train_decoder_writes_a_checkpoint_and_resumes(tmp_path, capsys):
-    content = tmp_path / "content"
-    content.mkdir()
-    for i in range(2):
-        _photo(content / f"p{i}.png", 40 + 8 * i, 48)
+    content = _content_folder(tmp_path / "content")
     ckpt = tmp_path / "dec.safetensors"
     args = ["train-decoder", "-o", str(ckpt), "--size", "16", "--batch", "1", "--quiet", *THREADS]
     assert main([*args, "--content", str(content), "--steps", "10"]) == 0
