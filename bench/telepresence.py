@@ -13,20 +13,25 @@ default hybrik_taiji.mp4 cut to 4:3, not stretched; the mannequin dancing otherw
    from the same keypoints through the wire form: mean absolute pixel difference over the frame and
    SSIM over the person's box; beside it, as the baseline, the same for keypoints moved by a random
    +-0.25 px and +-1 px (how sensitive the render is to where a joint is).
-3. Compute per frame: pose (laptop), avatar and stylizer (render host), in this process.
+3. Compute per frame: pose (laptop), and the render host's stages (avatar, stylizer on the person's
+   region as the graph paints it, composite, scaling to 640x480 and the JPEG) in this process, at
+   640x480, at the graph's render size and at 320x240, with the SSIM of each size's picture against
+   the 640x480 one's (what working smaller costs the viewer).
 4. Glass to glass: graphs/telepresence.yaml run as two hosts (two supervisors, CurveZMQ on loopback,
    this machine's cores shared by both as on a loaded CI runner), the camera replaced by the clip paced
    at its timestamps and looping; a viewer (this process) reads /stream.mjpg after a warm-up; the
    preview records capture-to-served for each frame it writes to the viewer. p50/p99, uplink bytes a
    frame at the render host's input, the frames a second the viewer received, and where the time
-   goes (each node's input age and processing time). For the shipped mannequin avatar, and for a
-   trained real avatar with --avatar PATH.
+   goes (each node's input age and processing time, and their sum: the floor this machine allows).
+   The graph as shipped (rendering at 480x360, scaled up for the viewer), and as the baseline the same
+   graph rendering at the full 640x480 (--no-baseline skips it); for the shipped mannequin avatar, and
+   for a trained real avatar with --avatar PATH.
 
 The last line reads `glass-to-glass p50 A ms p99 B ms, uplink N B/frame, render F fps` (the shipped
 avatar and style).
 
     python -m launch bench telepresence [--video PATH | --mannequin] [--frames 90] [--threads 1]
-                                        [--seconds 45] [--warmup 10] [--avatar CKPT]
+                                        [--seconds 45] [--warmup 12] [--avatar CKPT] [--no-baseline]
 """
 from __future__ import annotations
 
@@ -55,7 +60,8 @@ from avatars.core.weights import resolve_weights
 from avatars.style.checkpoint import load_stylizer
 from avatars.style.stylize import FastPathConfig, FrameStylizer
 from launch.media import media_root
-from stream.keypoints import keypoint_message, pack_keypoints, unpack_keypoints
+from stream.keypoints import Keypoints, fit_keypoints, keypoint_message, pack_keypoints, unpack_keypoints
+from stream.frames import as_alpha, blend
 from stream.media import encoder_options, write_video
 from stream.message import Message
 from stream.nodes.preview import mjpeg_frames
@@ -64,6 +70,15 @@ from stream.wire import encode, wire_array
 WIDTH, HEIGHT, FPS = 640, 480, 30
 VIDEO = media_root() / "video" / "hybrik_taiji.mp4"
 GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "telepresence.yaml"
+FULL_SIZE = ["--set", f"avatar.width={WIDTH}", "--set", f"avatar.height={HEIGHT}"]   # the baseline: no scaling up
+CHAIN = ("avatar", "style", "composite", "display", "preview")                       # the render host's nodes in order
+BACKGROUND = (236, 228, 210)                                                         # the graph's composite colour
+
+
+def render_size() -> tuple[int, int]:
+    """(W, H) the shipped graph renders, stylizes and composites at."""
+    avatar = next(n for n in yaml.safe_load(GRAPH.read_text())["nodes"] if n["name"] == "avatar")["params"]
+    return avatar["width"], avatar["height"]
 
 
 def webcam_view(image: np.ndarray) -> np.ndarray:
@@ -160,6 +175,37 @@ def jitter(pixels: float, seed: int = 0):
     return change
 
 
+def render_host_compute(poses: list[np.ndarray], w: int, h: int) -> tuple[dict[str, float], list[np.ndarray], list]:
+    """The render host's work a frame at a w x h working size, in this process, each stage timed as the graph
+    runs it (avatar; stylizer on the person's region; composite over the graph's colour; scaled to 640x480
+    and JPEG-encoded as the display and preview do): (p50 ms by stage, the viewer's pictures, the masks)."""
+    import cv2
+
+    renderer = AvatarRenderer.open(resolve_weights("mannequin_avatar", "avatar"), fast=True)
+    stylizer = FrameStylizer(load_stylizer(resolve_weights("starry_night", "style")), cfg=FastPathConfig(region="person"))
+    background = np.empty((h, w, 3), np.uint8)
+    background[:] = BACKGROUND
+    times: dict[str, list[float]] = {"avatar": [], "stylizer": [], "composite": [], "scale + JPEG": []}
+    pictures, masks = [], []
+    for i, kp in enumerate(poses):
+        t0 = time.perf_counter()
+        out = renderer(fit_keypoints(Keypoints(kp, WIDTH, HEIGHT, True), w, h), (h, w))
+        t1 = time.perf_counter()
+        painted = stylizer(out.rgb, out.mask)
+        t2 = time.perf_counter()
+        picture = blend(painted, as_alpha(out.mask, h, w), background, np.empty_like(background))
+        t3 = time.perf_counter()
+        shown = cv2.resize(picture, (WIDTH, HEIGHT), interpolation=cv2.INTER_LINEAR) if (w, h) != (WIDTH, HEIGHT) else picture
+        cv2.imencode(".jpg", cv2.cvtColor(shown, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        t4 = time.perf_counter()
+        if i:  # the first frame allocates
+            for name, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                times[name].append(dt * 1e3)
+        pictures.append(shown)
+        masks.append(out.mask)
+    return {name: float(np.median(v)) for name, v in times.items()}, pictures, masks
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,8 +242,9 @@ class Viewer(threading.Thread):
         return self.frames / max(self.ended - self.began, 1e-9)
 
 
-def glass_to_glass(clip: Path, avatar: str, seconds: float, warmup: float, work: Path) -> dict:
-    """Both hosts of graphs/telepresence.yaml on loopback for `seconds`; their reports and what the viewer saw."""
+def glass_to_glass(clip: Path, avatar: str, seconds: float, warmup: float, work: Path, extra: list[str] = ()) -> dict:
+    """Both hosts of graphs/telepresence.yaml (with the `--set`s of `extra`) on loopback for `seconds`; their
+    reports and what the viewer saw."""
     work.mkdir(parents=True)
     subprocess.run([sys.executable, "-m", "launch", "keys", str(work / "keys"), "--hosts", "laptop", "render"],
                    check=True, capture_output=True)
@@ -208,7 +255,7 @@ def glass_to_glass(clip: Path, avatar: str, seconds: float, warmup: float, work:
     path.write_text(yaml.safe_dump(graph))
     port, http = _free_port(), _free_port()
     sets = ["--set", f"hosts.render.port_base={port}", "--set", f"security.keys={work / 'keys'}",
-            "--set", f"preview.port={http}", "--set", f"avatar.model={avatar}"]
+            "--set", f"preview.port={http}", "--set", f"avatar.model={avatar}", *extra]
 
     def host(name: str) -> tuple[subprocess.Popen, Path]:
         report = work / f"{name}.json"
@@ -246,9 +293,10 @@ def report_run(what: str, run: dict) -> tuple[float, float, float, float]:
           f"{render['preview']['extra']['served']} frames served; viewer got {run['frames']} frames "
           f"({run['fps']:.1f} fps); uplink {uplink:.0f} B/frame; poses dropped as stale at the render host "
           f"{avatar['drops']} of {avatar['frames_in'] + avatar['drops']}")
-    chain = [("pose", laptop["pose"]), *((n, render[n]) for n in ("avatar", "style", "composite", "preview"))]
+    chain = [("pose", laptop["pose"]), *((n, render[n]) for n in CHAIN)]
     print("    where the time goes (input age at arrival p50 / processing p50, ms): " + ", ".join(
-        f"{n} {m['latency']['p50_ms'] or 0:.0f}/{m['process']['p50_ms'] or 0:.0f}" for n, m in chain))
+        f"{n} {m['latency']['p50_ms'] or 0:.0f}/{m['process']['p50_ms'] or 0:.0f}" for n, m in chain)
+        + f"; floor (the processing times' sum) {sum(m['process']['p50_ms'] or 0 for _, m in chain):.0f} ms")
     return ages["p50_ms"], ages["p99_ms"], uplink, run["fps"]
 
 
@@ -261,6 +309,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seconds", type=float, default=45.0, help="length of each two-host run")
     ap.add_argument("--warmup", type=float, default=12.0, help="seconds before the viewer connects")
     ap.add_argument("--avatar", help="a trained real avatar (checkpoint) to run beside the shipped one")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline run rendering at 640x480")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     what, frames = clip_frames(None if args.mannequin else args.video, args.frames)
@@ -296,22 +345,34 @@ def main(argv: list[str]) -> int:
     pose = PoseEstimator()
     pose_ms = per_frame_ms(lambda f: pose.process(f), frames[:30])
     pose.close()
-    renderer = AvatarRenderer.open(resolve_weights("mannequin_avatar", "avatar"), fast=True)
-    avatar_ms = per_frame_ms(lambda r: renderer(r.keypoints, (HEIGHT, WIDTH)), detected[:30])
-    stylizer = FrameStylizer(load_stylizer(resolve_weights("starry_night", "style")), cfg=FastPathConfig())
-    style_ms = per_frame_ms(stylizer, frames[:10])
-    print(f"  compute per frame ({args.threads} thread(s)): laptop pose {pose_ms:.1f} ms | render host avatar "
-          f"{avatar_ms:.1f} ms + stylizer {style_ms:.1f} ms ({'bf16' if stylizer.bf16 else 'fp32'}) at {WIDTH}x{HEIGHT}")
+    print(f"  compute per frame ({args.threads} thread(s)): laptop pose {pose_ms:.1f} ms | render host, by the size it "
+          f"works at (the viewer's picture scaled to {WIDTH}x{HEIGHT}; SSIM of that picture against the {WIDTH}x{HEIGHT} "
+          f"render's, over the person's box / the frame):")
+    full = None
+    for w, h in sorted({(WIDTH, HEIGHT), render_size(), (WIDTH // 2, HEIGHT // 2)}, reverse=True):
+        stages, pictures, masks = render_host_compute([r.keypoints for r in detected[:16]], w, h)
+        x = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 255
+        full = full or (x, person_box(torch.from_numpy(np.stack(masks))))
+        box_ssim, frame_ssim = float(ssim(full[0], x, region=full[1]).mean()), float(ssim(full[0], x).mean())
+        print(f"    at {w}x{h}{' (shipped)' if (w, h) == render_size() else ''}: " + " + ".join(
+            f"{name} {ms:.1f}" for name, ms in stages.items()) + f" = {sum(stages.values()):.1f} ms; "
+            f"SSIM {box_ssim:.2f} / {frame_ssim:.2f}")
 
     with tempfile.TemporaryDirectory(prefix="bench-telepresence-") as tmp:
         work = Path(tmp)
         clip = write_video(work / "webcam.mp4", frames, fps=FPS)
+        (w, h) = render_size()
         print(f"  both hosts on loopback, {os.cpu_count()} cores shared, {args.seconds:.0f} s a run, the viewer from "
-              f"{args.warmup:.0f} s (shipped style starry_night, {WIDTH}x{HEIGHT}):")
-        shipped = None
-        for model, name in avatars:
-            figures = report_run(name, glass_to_glass(clip, model, args.seconds, args.warmup, work / name))
-            shipped = shipped or figures
-    p50, p99, uplink, fps = shipped
+              f"{args.warmup:.0f} s (shipped style starry_night, {WIDTH}x{HEIGHT} to the viewer):")
+        runs = [(model, name, f"{name}, rendered at {w}x{h} (as shipped)", []) for model, name in avatars]
+        if not args.no_baseline:  # the baseline: the shipped avatar rendered at the viewer's size
+            runs.insert(1, ("mannequin_avatar", "baseline", f"baseline: {avatars[0][1]}, rendered at "
+                                                            f"{WIDTH}x{HEIGHT}", FULL_SIZE))
+        figures = {name: report_run(label, glass_to_glass(clip, model, args.seconds, args.warmup, work / name, extra))
+                   for model, name, label, extra in runs}
+    p50, p99, uplink, fps = figures[avatars[0][1]]
+    if "baseline" in figures:
+        b50, b99, _, bfps = figures["baseline"]
+        print(f"  shipped against the baseline: p50 x{p50 / b50:.2f}, p99 x{p99 / b99:.2f}, viewer fps x{fps / bfps:.2f}")
     print(f"glass-to-glass p50 {p50:.0f} ms p99 {p99:.0f} ms, uplink {uplink:.0f} B/frame, render {fps:.1f} fps")
     return 0

@@ -62,7 +62,7 @@ def test_only_keypoints_cross_and_the_render_host_draws_the_person(tmp_path):
     laptop_code, laptop_rep, laptop_err = _finish(laptop, laptop_report)
     assert code == 0, err
     assert laptop_code == 0, laptop_err
-    assert set(report["nodes"]) == {"avatar", "style", "composite", "preview"}
+    assert set(report["nodes"]) == {"avatar", "style", "composite", "display", "preview"}
     assert set(laptop_rep["nodes"]) == {"camera", "pose"}
     assert laptop_rep["nodes"]["pose"]["extra"]["detected"] >= 0.9 * laptop_rep["nodes"]["pose"]["frames_in"]
 
@@ -79,7 +79,7 @@ def test_only_keypoints_cross_and_the_render_host_draws_the_person(tmp_path):
     indices = [i for i, _ in shown]
     assert indices == sorted(set(indices))  # newest wins: never back in time
     for i, image in shown:
-        assert image.shape == (480, 640, 3)  # the graph's output size, not the 256x256 camera's
+        assert image.shape == (480, 640, 3)  # the display size, not the 256x256 camera's nor the 480x360 render
         body = np.zeros((480, 640), bool)  # the square camera frame letterboxed into it: 1.875x, bands left and right
         body[:, 80:560] = cv2.resize(truth[i % FRAMES].mask.astype(np.uint8), (480, 480), interpolation=cv2.INTER_NEAREST) > 0
         person = np.abs(image.astype(int) - [236, 228, 210]).sum(-1) > 60  # not the plain background
