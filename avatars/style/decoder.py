@@ -27,7 +27,7 @@ from avatars.core.checkpoint import describe_data, load_optimizer_state, load_st
 from avatars.core.training_loop import TrainingLog, cosine, run_progress, save_grid, save_loss_curve, train_steps
 from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
 from avatars.style.losses import LossConfig, PerceptualLoss
-from avatars.style.training import ContentCrops
+from avatars.style.training import ContentCrops, TrainResult
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -162,16 +162,6 @@ class DecoderTrainConfig:
 
     def lr_at(self, step: int, seconds: float) -> float:
         return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
-
-
-@dataclass
-class TrainResult:
-    """Where a reconstruction run (a decoder, a compact pair) ended."""
-
-    checkpoint: Path
-    steps: int
-    seconds: float
-    final_losses: dict[str, float]
 
 
 class ReconstructionLoss(nn.Module):

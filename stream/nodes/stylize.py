@@ -3,10 +3,12 @@
 background or both, the look set by the painted region alone.
 
 With ``style_image`` (any picture) it is universal style transfer instead (``avatars.style.universal``:
-VGG-19 features, WCT or AdaIN, a decoder trained only to reconstruct), and a picture arriving on the
-optional ``style`` port switches the painting for the frames after it, without a restart (also from a
-``model``): its statistics are taken once, on arrival. A message there that is no RGB picture is
-refused with a warning and counted (``styles_refused``); the frames keep the previous painting."""
+by default the fast compact encoder and decoders distilled from VGG-19, or VGG-19 itself with WCT or
+AdaIN), and a picture arriving on the optional ``style`` port switches the painting for the frames
+after it, without a restart (also from a ``model``): its statistics are taken once, on arrival
+(``style_switch_ms``; ``style_first_frame_ms``: the slowest time from a painting's send to the first
+frame after it). A message there that is no RGB picture is refused with a warning and counted
+(``styles_refused``); the frames keep the previous painting."""
 from __future__ import annotations
 
 import logging
@@ -113,11 +115,6 @@ class StylizeNode(Node):
                 raise ValueError(f"warmup_size is [width, height], each >= 8, got {self.warmup_size}")
 
     def setup(self) -> None:
-        # Threads that wait at OpenMP barriers sleep instead of spinning: on cores shared with other
-        # work a spinning pool starves itself (2 threads on 2 busy cores: 1.5-1.8 fps against 7-12
-        # passive and 9-10 with 1 thread, bench/live.py). Read when torch's OpenMP starts, so only
-        # where nothing in this process loaded torch before; the environment's own setting wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if self.params.compile:  # read by inductor when it compiles: its artefacts kept between runs
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         import torch
@@ -133,6 +130,8 @@ class StylizeNode(Node):
         self.ctx.metrics.extra["threads"] = torch.get_num_threads()
         self.dev = open_device(self.ctx.device)
         self.ctx.metrics.extra["styles_refused"] = 0
+        self._painting_sent: float | None = None  # capture time of a painting whose first frame is not out yet
+        self._frames_out = False
         if p.style_image:
             self._universal(self._painting(p.style_image))
             return
@@ -235,6 +234,8 @@ class StylizeNode(Node):
             log.warning("%s: style port: refused a painting: %s; keeping the previous style", self.ctx.name, problem)
             return
         self._universal(np.array(image))  # a copy: the producer's shared-memory slot is not ours to keep
+        if self._frames_out:  # its first frame out measures a switch as a viewer sees it (not one queued at start)
+            self._painting_sent = msg.capture_ts
 
     def process(self, inputs: dict[str, Message]) -> None:
         from avatars.style.stylize import FrameStylizer  # loaded in setup already
@@ -256,6 +257,11 @@ class StylizeNode(Node):
         with self.dev:
             out = self.stylizer(image, mask)
         self.emit("out", msg.derive(**{**msg.buffers, "image": out}))
+        self._frames_out = True
+        if self._painting_sent is not None:
+            extra, ms = self.ctx.metrics.extra, round(1000 * (time.time() - self._painting_sent), 1)
+            extra["style_first_frame_ms"] = max(ms, extra.get("style_first_frame_ms", 0.0))  # the slowest switch
+            self._painting_sent = None
         if self._ahead:
             shape = (1, 3, *image.shape[:2])
             self.ctx.metrics.extra["compiled_frames" if self.stylizer.compiled_for(shape) else "eager_frames"] += 1
