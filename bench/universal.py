@@ -32,7 +32,7 @@ from avatars.style.checkpoint import load_stylizer
 from avatars.style.flicker import warping_error
 from avatars.style.losses import gram
 from avatars.style.stylize import FastPathConfig, FrameStylizer
-from avatars.style.universal import FAST_CODEC, VGG_CODEC, UniversalConfig, UniversalStylizer, load_codec
+from avatars.style.universal import FAST_CODEC, FAST_TRANSFORM, VGG_CODEC, UniversalConfig, UniversalStylizer, load_codec
 from bench.stylize import MEDIA, frames_per_second, video_frames
 from stream.image_files import read_image
 
@@ -144,7 +144,7 @@ def main(argv: list[str]) -> int:
 
     if args.figures:
         rows_in = [eval_frames[0], eval_frames[2], photo]
-        fast = variants["fast AdaIN cascade"]
+        fast = variants[f"fast {FAST_TRANSFORM.upper() if FAST_TRANSFORM == 'wct' else 'AdaIN'} cascade"]  # the default
         columns = [lambda f: f] + list(stylizers.values())
         for name in UNSEEN:
             other = fast()
@@ -156,6 +156,6 @@ def main(argv: list[str]) -> int:
         args.figures.mkdir(parents=True, exist_ok=True)
         save_grid(args.figures / "universal_compare.png", [header, *grid], pad=2)
         print(f"\n{args.figures / 'universal_compare.png'}: rows = the paintings, then frames; columns = input, "
-              f"{', '.join(stylizers)} ({args.style_image.stem}), fast AdaIN cascade after "
+              f"{', '.join(stylizers)} ({args.style_image.stem}), the default fast stylizer after "
               f"{', '.join(Path(n).stem for n in UNSEEN)}")
     return 0
