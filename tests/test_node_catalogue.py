@@ -21,7 +21,7 @@ def test_every_module_of_the_catalogue_is_the_kind_of_its_name():
     for kind, module in kinds.items():
         cls = load_kind(kind)
         assert issubclass(cls, Node) and cls.__module__ == module and cls.kind == kind
-    assert {"synthetic", "invert", "delay", "integrity", "discard"} == {
+    assert {"synthetic", "invert", "delay", "integrity", "discard", "malform"} == {
         k for k, m in kinds.items() if m.startswith("stream.nodes.testing.")}
 
 
