@@ -69,7 +69,7 @@ def test_exit_codes_ok_failed_refused(tmp_path):
     r = launch("run", "no_such_graph", cwd=tmp_path)
     assert r.returncode == Exit.REFUSED
     assert r.stderr == ("error: 'no_such_graph': no such file, and no shipped graph of that name (shipped: avatar_rerender, "
-                        "avatar_rerender_side, demo, preview, rerender, stylize_any, stylize_live, stylize_video, telepresence)\n")
+                        "avatar_rerender_side, demo, preview, rerender, stylize_any, stylize_live, stylize_live_vcam, stylize_video, telepresence)\n")
     r = launch("validate", "demo", "--set", "nobody.x=1", cwd=tmp_path)
     assert r.returncode == Exit.REFUSED and "--set nobody.*: no node named 'nobody'" in r.stderr
     assert launch("run", cwd=tmp_path).returncode == Exit.REFUSED  # argparse's usage error: the same code

@@ -41,7 +41,8 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 class _Watch:
     """The supervisor's status view: keeps every status of the style node, and ends the run (its duration
-    set to now) once ``until`` holds for it."""
+    set to now) once ``until`` holds for it and the sink has reported a frame (a live run whose sink got
+    nothing fails, and the sink's status can lag the stylizer's by a beat)."""
 
     def __init__(self, sup: Supervisor, until: Callable[[dict[str, Any]], bool], also: Callable[[], None] = None):
         self.sup, self.until, self.also = sup, until, also
@@ -53,7 +54,7 @@ class _Watch:
         style = dict(status.get("style", {}).get("metrics", {}))
         if style:
             self.seen.append(style)
-            if self.until(style):
+            if self.until(style) and status.get("sink", {}).get("metrics", {}).get("frames_in", 0):
                 self.sup.duration = elapsed
         if self.also:
             self.also()
