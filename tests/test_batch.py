@@ -83,12 +83,17 @@ def decoded(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-def assert_same_frames(a: Path, b: Path) -> None:
-    """The same pictures, up to the odd level of rounding: two encodes of the same frames on this machine
-    differed by at most 1 in a few pixels now and then (seen with chunks running side by side on Ray)."""
+# Two lossy encodes of the same frames need not agree: x264's choices depend on its thread count (one
+# CI machine's chunks differed by 12 levels between a Ray run and a run here at crf 18). Runs whose
+# outputs are compared pixel for pixel encode losslessly, so any difference is the pipeline's own.
+LOSSLESS = ["--set", "sink.crf=0", "--set", "sink.preset=ultrafast"]
+
+
+def assert_same_frames(a: Path, b: Path, tolerance: int = 0) -> None:
+    """The same pictures (both encoded with LOSSLESS), up to `tolerance` levels."""
     first, second = decoded(a), decoded(b)
     assert len(first) == len(second)
-    assert max(np.abs(x.astype(int) - y).max() for x, y in zip(first, second)) <= 2
+    assert max(np.abs(x.astype(int) - y).max() for x, y in zip(first, second)) <= tolerance
 
 
 def assert_frame_exact(src: Path, out: Path) -> None:
@@ -200,7 +205,7 @@ def test_local_ray_listens_on_loopback_only(ray_cluster) -> None:
 
 def test_several_inputs_on_ray_as_without_it(ray_cluster, tmp_path: Path, capsys) -> None:
     inputs = [clip(tmp_path / "a.mp4", 2.0), clip(tmp_path / "b.mov", 1.0, start=0.0, size=(64, 48))]
-    args = ["batch", "rerender", *map(str, inputs), "--quiet", "--set", "sink.preset=ultrafast"]
+    args = ["batch", "rerender", *map(str, inputs), "--quiet", *LOSSLESS]
     assert main([*args, "-o", str(tmp_path / "ray"), "--ray", "local"]) == Exit.OK
     out = capsys.readouterr().out
     assert "ray: using this process's cluster" in out and "batch: 2 of 2 inputs complete" in out
@@ -215,7 +220,7 @@ def test_several_inputs_on_ray_as_without_it(ray_cluster, tmp_path: Path, capsys
 
 def test_one_input_in_chunks_joined_frame_exact_with_audio_in_sync(ray_cluster, tmp_path: Path, capsys) -> None:
     src = clip(tmp_path / "long.mp4", 4.0)
-    args = ["batch", "rerender", str(src), "--quiet", "--chunk-seconds", "1"]
+    args = ["batch", "rerender", str(src), "--quiet", "--chunk-seconds", "1", *LOSSLESS]
     assert main([*args, "-o", str(tmp_path / "ray"), "--ray", "local"]) == Exit.OK
     assert "60 frames in 4 chunks" in capsys.readouterr().out
     out = tmp_path / "ray" / "long.mp4"
@@ -289,7 +294,7 @@ def test_overlap_frames_warm_temporal_state_and_never_reach_the_output(tmp_path:
     its first frames; pre-rolled over the frames before it, it is the whole run's (lossless encodes, so the
     encoder adds no difference of its own), and the pre-roll is not written: still frame-exact."""
     src = clip(tmp_path / "long.mp4", 2.0)  # keyframes at 1 s and 2 s: 2 chunks, the second from frame 15
-    sets = ["--set", "style.smoothing=flow", "--set", "sink.crf=0", "--set", "sink.preset=ultrafast"]
+    sets = ["--set", "style.smoothing=flow", *LOSSLESS]
     assert main(["run", "stylize_video", "--quiet", "--set", f"source.path={src}",
                  "--set", f"sink.path={tmp_path / 'whole.mp4'}", *sets]) == 0
     whole = decoded(tmp_path / "whole.mp4")
@@ -303,4 +308,4 @@ def test_overlap_frames_warm_temporal_state_and_never_reach_the_output(tmp_path:
         boundary[overlap] = np.abs(decoded(outdir / "long.mp4")[15].astype(int) - whole[15]).mean()
     assert boundary[0] > 1.0, "a cold start at the cut should show (is smoothing on?)"
     assert boundary[8] < boundary[0] / 4
-    assert_same_frames(tmp_path / "overlap8" / "long.mp4", tmp_path / "whole.mp4")
+    assert_same_frames(tmp_path / "overlap8" / "long.mp4", tmp_path / "whole.mp4", tolerance=2)
