@@ -179,8 +179,6 @@ class NodeRunner:
 
     def _run_inputs(self) -> bool:
         poller = zmq.Poller()
-        for port in self.inputs.values():
-            poller.register(port.poll_socket, zmq.POLLIN)
         while not self.stopping():
             self.serve_outputs()
             for port in self.inputs.values():
@@ -191,7 +189,9 @@ class NodeRunner:
                 self._process(batch)
             elif self._exhausted():
                 return True
-            else:
+            else:  # wait for the inputs that can take more (a replay request is served within _POLL_MS)
+                for port in self.inputs.values():
+                    poller.register(port.poll_socket, zmq.POLLIN if port.hungry else 0)  # 0: unregistered
                 poller.poll(_POLL_MS)
         return False
 

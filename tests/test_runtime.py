@@ -334,6 +334,39 @@ def test_a_join_that_ends_early_still_lets_its_longer_producer_finish(tmp_path):
     assert report["nodes"]["bg"]["frames_out"] == 60
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, all threads
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process CPU time from /proc (Linux)")
+def test_a_join_waiting_on_its_slow_input_sleeps_instead_of_spinning(tmp_path):
+    """The mosaic's `a` input is full (its producer is fast) while `b` comes through a 40 ms delay: the node
+    loop must sleep until `b` arrives. It once polled the full input's socket, readable all along, and spun:
+    the compositor of avatar_rerender burned 27 ms of CPU a frame so."""
+    proc, report = _start(tmp_path, """
+        nodes:
+          - {name: src, kind: synthetic, params: {width: 64, height: 48, frames: 100}}
+          - {name: slow, kind: delay, params: {ms: 40}}
+          - {name: tile, kind: mosaic}
+          - {name: sink, kind: discard}
+        edges: [src.out -> tile.a, src.out -> slow.in, slow.out -> tile.b, tile.out -> sink.in]
+    """)
+    tile = _wait_for(lambda: next((p for p, name in _children(proc.pid).items() if name == "ns:tile"), None))
+    samples = []
+    while proc.poll() is None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            samples.append((time.monotonic(), _cpu_seconds(tile)))
+        time.sleep(0.1)
+    code, report, err = _finish(proc, report)
+    assert code == 0, err
+    assert report["nodes"]["sink"]["frames_in"] == 100
+    steady = [s for s in samples if s[0] > samples[0][0] + 1.0]  # its imports done, frames flowing
+    assert len(steady) >= 10, f"the run was too short to measure: {len(samples)} samples"
+    (t0, c0), (t1, c1) = steady[0], steady[-1]
+    assert (c1 - c0) / (t1 - t0) < 0.25, f"the waiting node used {(c1 - c0) / (t1 - t0):.0%} of a core"
+
+
 def test_pts_join_pairs_streams_of_different_rates_by_nearest_timestamp(tmp_path):
     # 30 fps over 10 fps, both one second long: every 30 fps frame is shown with the 10 fps frame
     # nearest in time (the default seq join would give 10 outputs, frame i with frame i).
