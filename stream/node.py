@@ -106,6 +106,9 @@ class Node:
     #: input with the message nearest in time on each other input (streams of different rates
     #: or sources); "any" runs on every arrival alone (e.g. an encoder muxing video and audio).
     join: ClassVar[Join] = "seq"
+    #: per-frame compute that keeps a core busy without a torch pool of its own (MediaPipe, inpainting):
+    #: counted when the host's cores are split between the torch pools (`threads` parameters)
+    busy: ClassVar[bool] = False
 
     def __init__(self, params: Any, ctx: NodeContext):
         self.params = params

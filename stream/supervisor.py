@@ -158,17 +158,23 @@ def _host_cpus() -> int:
 def _thread_shares(graph: GraphSpec, handles: list[ProcessHandle], cores: int) -> dict[str, int]:
     """Each process's torch/OpenMP pool (label -> threads): the cores split by the compute its nodes do.
 
-    A node that runs a torch pool declares a `threads` parameter (stylize, avatar); it weighs 1, any
-    other node 0 (sources, resizers, encoders and sinks mostly decode, copy or wait, and their
-    libraries do not size themselves by OMP_NUM_THREADS). Every process keeps at least 1 thread;
-    with no compute node the cores are shared equally. An equal share per process gave the live
-    stylizer 1 of 2 cores beside two nearly idle nodes (11.6 fps; 14 fps with both, issue 13).
+    A node that runs a torch pool declares a `threads` parameter (stylize, avatar); it weighs 1 and
+    takes its share, as does a `busy` node (pose's MediaPipe, the compositor's inpainting), which
+    has no pool to size but keeps a core busy all the same; any other node weighs 0 (sources,
+    resizers, encoders and sinks mostly decode, copy or wait). Every process keeps at least 1
+    thread; with no torch node the cores are shared equally. An equal share per process gave the
+    live stylizer 1 of 2 cores beside two nearly idle nodes (11.6 fps; 14 fps with both, issue 13);
+    the avatar of avatar_rerender both cores beside pose and compositor (18.7 fps; 22.3 with one).
     """
-    cost = {h.label: sum(hasattr(graph.nodes[n].params, "threads") for n in h.nodes) for h in handles}
-    total = sum(cost.values())
-    if not total:
-        return {label: max(1, cores // len(handles)) for label in cost}
-    return {label: max(1, round(cores * c / total)) for label, c in cost.items()}
+    def weight(name: str, torch_only: bool) -> int:
+        spec = graph.nodes[name]
+        return int(hasattr(spec.params, "threads") or (not torch_only and spec.cls.busy))
+
+    pools = {h.label: sum(weight(n, True) for n in h.nodes) for h in handles}
+    if not sum(pools.values()):
+        return {label: max(1, cores // len(handles)) for label in pools}
+    total = sum(weight(n, False) for h in handles for n in h.nodes)
+    return {label: max(1, round(cores * c / total)) for label, c in pools.items()}
 
 
 def _groups(graph: GraphSpec, host: str) -> list[ProcessHandle]:

@@ -28,6 +28,15 @@ def test_two_compute_nodes_split_the_cores_and_no_compute_node_shares_them_equal
     assert _thread_shares(light, _groups(light, LOCAL_HOST), cores=8) == {"src": 4, "sink": 4}
 
 
+def test_busy_nodes_without_a_torch_pool_take_their_share_of_the_cores():
+    """avatar_rerender: pose (MediaPipe) and the compositor (inpainting) each keep a core busy, so the avatar's
+    torch pool gets one of two cores beside them, not both; on 12 cores, 4 (one third)."""
+    graph = load_graph(REPO / "graphs" / "avatar_rerender.yaml")
+    shares = _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=2)
+    assert shares == {"source": 1, "pose": 1, "avatar": 1, "composite": 1, "sink": 1}
+    assert _thread_shares(graph, _groups(graph, LOCAL_HOST), cores=12)["avatar"] == 4
+
+
 def test_node_processes_let_waiting_openmp_threads_sleep_unless_the_environment_says():
     """Spinning OpenMP pools beside each other burned 124 s of CPU where 18 s did the work (runner docstring)."""
     import os

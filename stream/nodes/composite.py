@@ -60,6 +60,7 @@ def remove_person(background: np.ndarray, mask: np.ndarray | None, how: str, mar
 class Compositor(Node):
     """Foreground RGB + mask over a background stream, still image, colour or the blurred input."""
 
+    busy = True  # removing the person (inpainting, blur) and blending full frames
     inputs = {
         "in": Port("video", doc="foreground: buffers image (+ mask, unless the mask input is connected)"),
         "mask": Port("video", required=False, doc="a separate mask stream (buffers['mask']) or matte video (image)"),

@@ -16,6 +16,7 @@ class PoseNode(Node):
 
     inputs = {"in": Port("video")}
     outputs = {"out": Port("keypoints")}
+    busy = True  # MediaPipe's graph
 
     @dataclass
     class Params:
