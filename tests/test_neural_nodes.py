@@ -127,3 +127,38 @@ def test_neural_processes_share_the_cores(tmp_path, monkeypatch, threads, env, e
     """)
     assert code == 0, err
     assert report["nodes"]["style"]["extra"]["threads"] == expected
+
+
+@needs_shipped
+def test_frames_at_once_gives_the_same_frames_in_order_and_yields_to_smoothing(tmp_path):
+    """Two frames stylized side by side (one thread each) give what one at a time on one thread gives, in the
+    same order (the mannequin moves: a swap would show), the person mask riding along (composited black);
+    with smoothing, which needs the frame before, or a region, the node runs one frame at a time."""
+    outs = {name: tmp_path / f"{name}.mp4" for name in ("paired", "single", "smooth")}
+    code, report, err = run_graph(tmp_path, f"""
+        nodes:
+          - {{name: source, kind: mannequin, params: {{width: 160, height: 120, frames: 12, motion: dance}}}}
+          - {{name: paired, kind: stylize, params: {{threads: 2, frames_at_once: 2}}}}
+          - {{name: single, kind: stylize, params: {{threads: 1}}}}
+          - {{name: smooth, kind: stylize, params: {{threads: 2, frames_at_once: 2, smoothing: ema}}}}
+          - {{name: person, kind: stylize, params: {{threads: 2, frames_at_once: 2, region: person}}}}
+          - {{name: comp, kind: composite, params: {{background: color, color: [0, 0, 0]}}}}
+          - {{name: comp1, kind: composite, params: {{background: color, color: [0, 0, 0]}}}}
+          - {{name: paired_out, kind: mp4, params: {{path: {outs["paired"]}, crf: 0}}}}
+          - {{name: single_out, kind: mp4, params: {{path: {outs["single"]}, crf: 0}}}}
+          - {{name: smooth_out, kind: mp4, params: {{path: {outs["smooth"]}, crf: 0}}}}
+          - {{name: person_out, kind: discard}}
+        edges: [source.video -> paired.in, source.video -> single.in, source.video -> smooth.in,
+                source.video -> person.in, paired.out -> comp.in, comp.out -> paired_out.in,
+                single.out -> comp1.in, comp1.out -> single_out.in, smooth.out -> smooth_out.in, person.out -> person_out.in]
+    """, timeout=180)
+    assert code == 0, err
+    extra = {n: report["nodes"][n]["extra"] for n in ("paired", "smooth", "person")}
+    assert extra["paired"]["frames_at_once"] == 2
+    assert "frames_at_once" not in extra["smooth"] and "frames_at_once" not in extra["person"]
+    paired, single = _decode(outs["paired"]), _decode(outs["single"])
+    assert len(paired) == len(single) == 12 == len(_decode(outs["smooth"]))
+    assert min(np.abs(a.astype(int) - b).mean() for a, b in zip(single, single[1:])) > 0.5  # every frame differs
+    person = [f.sum(-1) > 60 for f in paired]  # what the mask kept (the rest composited black)
+    assert all(0.05 < p.mean() < 0.6 for p in person)
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(paired, single)) <= 1
