@@ -4,7 +4,6 @@ PNG, a decompression bomb, a 1x1 image), damaged files, atomic writes. Files are
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys

@@ -86,7 +86,7 @@ def test_a_video_input_that_holds_no_video_is_refused(tmp_path, capsys):
                       ("empty.mkv", "cannot open")):
         err = refused(capsys, "run", "rerender", "--set", f"source.path={tmp_path / name}",
                       "--set", f"sink.path={tmp_path / 'out.mp4'}")
-        assert f"node 'source' (video) path: " in err and str(tmp_path / name) in err and why in err, err
+        assert "node 'source' (video) path: " in err and str(tmp_path / name) in err and why in err, err
     assert not (tmp_path / "out.mp4").exists()
 
 
