@@ -16,7 +16,7 @@ frame out to the last (the loop's own clock; the graph's sink count, read twice 
 reads it), which is the pipelining alone, without each side's start-up (imports, models loaded:
 one process against several). The graph rows add the sink's latency p50/p99 (capture to encoder),
 drops, each torch node's threads and each node's processing time p50. CPU per frame counts this
-process and its children (the graph's node processes). The last lines are one row per job.
+process and its children (the loop's process, the graph's node processes). The last lines are one row per job.
 
 On a machine loaded by other jobs the wall-clock ratios also measure how much of the cores each side
 wins from them (more runnable threads win more), so read them beside the CPU per frame.
@@ -28,10 +28,12 @@ import contextlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -142,10 +144,9 @@ def run_graph(graph: str, src: str, dst: str, *sets: str) -> Run:
     return Run(seconds, frames, steady_rate(marks), sup.last_report)
 
 
-def run_loop(src: str, dst: str, stage: StageMaker, seconds: float) -> Run:
-    """`plain_loop` with `stage` (made inside the timing: loading the models is its start-up), timed."""
+def _loop_child(src: str, dst: str, stage: StageMaker, seconds: float, t0: float, conn: Connection) -> None:
+    """In a fresh process: `plain_loop` with `stage`, its frames' times (since `t0`) sent back."""
     marks: list[tuple[float, int]] = []
-    t0 = time.perf_counter()
     with stage() as make:
 
         def counted(image: np.ndarray, t: float) -> np.ndarray:
@@ -153,7 +154,24 @@ def run_loop(src: str, dst: str, stage: StageMaker, seconds: float) -> Run:
             return make(image, t)
 
         frames = plain_loop(src, dst, 18, "veryfast", counted, seconds)
-        total = time.perf_counter() - t0
+    conn.send((frames, marks))
+
+
+def run_loop(src: str, dst: str, stage: StageMaker, seconds: float) -> Run:
+    """`plain_loop` with `stage` in a fresh process, timed from its start: its imports and models are its
+    start-up, as the graph's node processes' are theirs (in this process, a job run before would have
+    imported torch and MediaPipe for it, 2-3 s of the graph's start-up that the loop would skip)."""
+    receive, send = multiprocessing.Pipe(duplex=False)
+    t0 = time.perf_counter()  # CLOCK_MONOTONIC: the same clock in the child
+    child = multiprocessing.get_context("spawn").Process(target=_loop_child, args=(src, dst, stage, seconds, t0, send))
+    child.start()
+    send.close()
+    try:
+        frames, marks = receive.recv()
+    except EOFError:
+        raise SystemExit(f"the sequential loop on {src} failed (exit code {child.join() or child.exitcode})") from None
+    child.join()
+    total = time.perf_counter() - t0
     marks.append((total, frames))
     return Run(total, frames, steady_rate(marks[1:]), {})
 
