@@ -15,7 +15,8 @@ Frames/s are end to end (start-up included: that is what a user waits), and stea
 frame out to the last (the loop's own clock; the graph's sink count, read twice a second as `batch`
 reads it), which is the pipelining alone, without each side's start-up (imports, models loaded:
 one process against several). The graph rows add the sink's latency p50/p99 (capture to encoder),
-drops, each torch node's threads and each node's processing time p50. CPU per frame counts this
+drops, each torch node's threads, each node's processing time p50 and each node process's CPU a
+frame (from its heartbeats, start-up included). CPU per frame counts this
 process and its children (the loop's process, the graph's node processes). The last lines are one row per job.
 
 On a machine loaded by other jobs the wall-clock ratios also measure how much of the cores each side
@@ -195,7 +196,10 @@ def graph_against_loop(job: str, graph: str, stage: StageMaker, src: str, second
           f"{sum(n.get('drops', 0) for n in nodes.values())}; threads "
           + ", ".join(f"{n} {m['extra']['threads']}" for n, m in nodes.items() if "threads" in m.get("extra", {}))
           + "; per node p50 ms: "
-          + ", ".join(f"{n} {(m.get('process') or {}).get('p50_ms')}" for n, m in nodes.items()))
+          + ", ".join(f"{n} {(m.get('process') or {}).get('p50_ms')}" for n, m in nodes.items())
+          + "; CPU a frame by process: "
+          + ", ".join(f"{proc} {cpu / frames * 1e3:.0f} ms" for proc, cpu in
+                      {m["in_process"]: m["process_cpu_s"] for m in nodes.values()}.items()))
     return Row(job, frames, frames / run.seconds, frames / loop.seconds,
                f"steady x{run.steady_fps / loop.steady_fps:.2f} ({run.steady_fps:.2f} / {loop.steady_fps:.2f} fps)")
 

@@ -395,7 +395,7 @@ def process_main(config_json: str) -> None:
     label = cfg.label
 
     def report(runners: list[NodeRunner], extra: dict[str, Any] | None = None) -> None:
-        body = {"proc": label, "pid": os.getpid(), "incarnation": cfg.incarnation,
+        body = {"proc": label, "pid": os.getpid(), "incarnation": cfg.incarnation, "cpu_s": time.process_time(),
                 "nodes": {r.name: r.status() for r in runners}, **(extra or {})}
         status.send(msgpack.packb(body, use_bin_type=True))
 

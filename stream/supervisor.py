@@ -90,6 +90,8 @@ class ProcessHandle:
     exited_at: float = 0.0
     resume: int | None = None      # where the next incarnation starts; None until its consumers have reported
     last_seq: dict[str, int] = field(default_factory=dict)  # of the dead incarnation, for the restart log
+    cpu_s: float = 0.0             # CPU time of the running incarnation, as its last heartbeat said
+    cpu_before_s: float = 0.0      # of the dead incarnations
 
 
 #: Counters that add up over a node's incarnations (the rest describe the latest one).
@@ -322,6 +324,7 @@ class Supervisor:
         h.last_seq = {n: h.node_status.get(n, {}).get("metrics", {}).get("last_seq", -1) for n in h.nodes}
         for n in h.nodes:  # the next incarnation counts from zero: keep what this one counted
             _add(h.totals.setdefault(n, {}), h.node_status.pop(n, {}).get("metrics", {}))
+        h.cpu_before_s, h.cpu_s = h.cpu_before_s + h.cpu_s, 0.0
         log.warning("%s exited with code %s; restart %d/%d in %.2fs", h.label, code, h.restarts, h.max_restarts, delay)
 
     def _receive_status(self) -> None:
@@ -339,6 +342,8 @@ class Supervisor:
                 continue
             h.last_heartbeat = time.monotonic()
             h.node_status.update(body.get("nodes") or {})
+            if isinstance(body.get("cpu_s"), (int, float)):
+                h.cpu_s = float(body["cpu_s"])
             if body.get("fatal"):
                 h.error = body["fatal"]
 
@@ -497,6 +502,7 @@ class Supervisor:
                     _add(total, metrics)
                     metrics.update(total, extra={**metrics.get("extra", {}), **total["extra"]})
                 nodes[n] = {**metrics, "kind": self.graph.nodes[n].kind, "in_process": h.label,  # the node's state,
+                            "process_cpu_s": round(h.cpu_before_s + h.cpu_s, 2),  # shared by the process's nodes
                             "state": s.get("state", h.state),  # not what its metrics said it was doing
                             "restarts": h.restarts, "restart_log": h.history, "error": s.get("error") or h.error}
         return {"graph": self.graph.name, "file": str(self.graph.path), "host": self.host, "outcome": outcome,

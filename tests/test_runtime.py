@@ -367,6 +367,21 @@ def test_a_join_waiting_on_its_slow_input_sleeps_instead_of_spinning(tmp_path):
     assert (c1 - c0) / (t1 - t0) < 0.25, f"the waiting node used {(c1 - c0) / (t1 - t0):.0%} of a core"
 
 
+def test_the_report_gives_each_node_process_cpu_time(tmp_path):
+    """A node burning 20 ms of CPU a frame over 60 frames shows 1.2 s and more (its imports on top); the sink
+    that only reads, much less."""
+    code, report, err = run_graph(tmp_path, """
+        nodes:
+          - {name: src, kind: synthetic, params: {width: 64, height: 48, frames: 60}}
+          - {name: burn, kind: delay, params: {ms: 20, busy: true}}
+          - {name: sink, kind: discard}
+        edges: [src.out -> burn.in, burn.out -> sink.in]
+    """)
+    assert code == 0, err
+    cpu = {n: report["nodes"][n]["process_cpu_s"] for n in ("src", "burn", "sink")}
+    assert cpu["burn"] >= 1.2 and cpu["sink"] < cpu["burn"] - 0.8, cpu
+
+
 def test_pts_join_pairs_streams_of_different_rates_by_nearest_timestamp(tmp_path):
     # 30 fps over 10 fps, both one second long: every 30 fps frame is shown with the 10 fps frame
     # nearest in time (the default seq join would give 10 outputs, frame i with frame i).
