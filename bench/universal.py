@@ -6,7 +6,11 @@ In one process, against the shipped StyleNet of the same painting as the baselin
 - flicker: the warping error (``bench flicker``'s measure) on the evaluation clip, per frame;
 - style and content: on unseen frames of that clip and the held-out photograph, the style distance to
   the painting (mean over relu1_1..relu4_1 of ||G(out) - G(painting)|| / ||G(painting)||) as a share
-  of the unstylized picture's, and the relu4_1 content distance ||F(out) - F(frame)|| / ||F(frame)||;
+  of the unstylized picture's, and the relu4_1 content distance ||F(out) - F(frame)|| / ||F(frame)||.
+  Every painting is read with its longer side at STYLE_MAX_SIDE (512), the scale the universal stylizers
+  take its statistics at and near the StyleNets' training scale (320): the measure depends on it (read at
+  1024, the painting's relu1_1/relu2_1 Grams hold brushwork finer than a 256-pixel output can carry, and
+  starry_night's StyleNet scores 0.72 instead of 0.52);
 - ``--all-paintings``: the same distances for every painting of the media's style folder (none of them
   seen by a universal model in training; Kandinsky's and Turner's by no model of this project);
 - with --figures DIR: a picture (rows: the paintings, then frames; columns: input, then each variant;
@@ -32,7 +36,8 @@ from avatars.style.checkpoint import load_stylizer
 from avatars.style.flicker import warping_error
 from avatars.style.losses import gram
 from avatars.style.stylize import FastPathConfig, FrameStylizer
-from avatars.style.universal import FAST_CODEC, FAST_TRANSFORM, VGG_CODEC, UniversalConfig, UniversalStylizer, load_codec
+from avatars.style.universal import (FAST_CODEC, FAST_TRANSFORM, STYLE_MAX_SIDE, VGG_CODEC, UniversalConfig,
+                                    UniversalStylizer, load_codec)
 from bench.stylize import MEDIA, frames_per_second, video_frames
 from stream.image_files import read_image
 
@@ -97,7 +102,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    painting = read_image(args.style_image, max_side=1024).rgb
+    painting = read_image(args.style_image, max_side=STYLE_MAX_SIDE).rgb
     variants = _variants(args)
     stylizers = {}
     for name, make in variants.items():
@@ -127,7 +132,7 @@ def main(argv: list[str]) -> int:
     print(f"\nstyle distance (share of the unstylized picture's) and relu4_1 content distance, {len(eval_frames) - 1} "
           f"unseen frames of {args.video.name} and {Path('skimage_chelsea.png')}:")
     for path in paintings:
-        art = read_image(path, max_side=1024).rgb
+        art = read_image(path, max_side=STYLE_MAX_SIDE).rgb
         measure = Distances(art)
         base = np.mean([measure(f, f)[0] for f in eval_frames])
         print(f"  {path.name} (unstylized {base:.3f}):")
@@ -148,10 +153,10 @@ def main(argv: list[str]) -> int:
         columns = [lambda f: f] + list(stylizers.values())
         for name in UNSEEN:
             other = fast()
-            other.set_style(read_image(MEDIA / "style" / name, max_side=1024).rgb)
+            other.set_style(read_image(MEDIA / "style" / name, max_side=STYLE_MAX_SIDE).rgb)
             columns.append(other)
         grid = [torch.cat([_tensor(np.ascontiguousarray(col(f))) for col in columns]) for f in rows_in]
-        arts = [painting] * len(stylizers) + [read_image(MEDIA / "style" / n, max_side=1024).rgb for n in UNSEEN]
+        arts = [painting] * len(stylizers) + [read_image(MEDIA / "style" / n, max_side=STYLE_MAX_SIDE).rgb for n in UNSEEN]
         header = torch.cat([torch.ones(1, 3, args.size, args.size)] + [_tensor(_square(p, args.size)) for p in arts])
         args.figures.mkdir(parents=True, exist_ok=True)
         save_grid(args.figures / "universal_compare.png", [header, *grid], pad=2)
