@@ -84,6 +84,7 @@ class LiveResult:
     p99_ms: float
     drops: int
     style: dict[str, Any]    # the stylize node's extra metrics at the end
+    report: dict[str, Any]   # the supervisor's, at the end
 
     def line(self) -> str:
         return (f"{self.fps:.1f} fps, latency p50 {self.p50_ms:.0f} ms p99 {self.p99_ms:.0f} ms, "
@@ -145,7 +146,7 @@ def run_live(graph_path: Path, style: dict[str, Any], seconds: float, warmup: fl
     frames = sink["frames_in"] - before.get("preview", {}).get("frames_in", 0)
     drops = sum(n["drops"] for n in nodes.values()) - sum(m.get("drops", 0) for m in before.values())
     return LiveResult(frames / (report["duration_s"] - t0), sink["latency"]["p50_ms"], sink["latency"]["p99_ms"], drops,
-                      nodes["style"].get("extra", {}))
+                      nodes["style"].get("extra", {}), report)
 
 
 class _FirstFrames:
