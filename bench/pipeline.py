@@ -1,7 +1,7 @@
 """`python -m launch bench pipeline`: every shipped job as a graph against its nodes run one after another.
 
 The baseline of every job is the same graph's nodes, the same classes with the same parameters, run in
-sequence in one thread of one fresh process (`bench.sequential.SequentialGraph`: a frame goes through every
+sequence in one thread of one fresh process (`bench._sequential.SequentialGraph`: a frame goes through every
 node before the next is decoded; a stylizer one frame at a time, on all the cores): the ratio graph / loop
 is what the runtime's pipelining gains (each node in its own process, the stages overlapping), net of what
 it costs (processes, sockets, copies).
@@ -117,7 +117,7 @@ def run_graph(graph: str | Path, *sets: str) -> Run:
 def _loop_child(path: Path, sets: list[str], until: float | None, t0: float, conn: Connection) -> None:
     """In a fresh process: the graph's nodes one after another (`SequentialGraph`), one frame at a time (a
     stylizer's ``frames_at_once`` set to 1); the times (since `t0`) its sink took each video frame sent back."""
-    from bench.sequential import SequentialGraph
+    from bench._sequential import SequentialGraph
     from stream.graph import load_graph, parse_overrides
 
     overrides = parse_overrides(sets, path)

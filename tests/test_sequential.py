@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.sequential import SequentialGraph
+from bench._sequential import SequentialGraph
 from stream.graph import load_graph
 
 REPO = Path(__file__).resolve().parents[1]

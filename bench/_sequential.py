@@ -1,4 +1,5 @@
-"""A graph's nodes run one after another in one thread of one process: the baseline pipelining is measured against.
+"""A graph's nodes run one after another in one thread of one process: `bench pipeline`'s baseline (a helper, not a
+benchmark: the leading underscore keeps it out of `bench NAME`'s list).
 
 The same node classes with the same parameters as the graph's processes run them, so the loop does exactly
 the graph's operations; what it leaves out is what the runtime adds: processes, sockets, shared memory,
