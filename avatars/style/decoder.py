@@ -236,7 +236,7 @@ def train_reconstruction(cfg: ReconstructionTrainConfig, out: str | Path, kind: 
     samples_dir = out.with_name(out.stem + "_samples")
     samples_dir.mkdir(parents=True, exist_ok=True)
     run = dataclasses.asdict(cfg)
-    record = {"kind": kind, "model": model.cfg.to_dict(), "train": {**run, "content_dir": Path(cfg.content_dir).name},
+    record = {"kind": kind, "model": model.cfg.to_dict(), "train": {**run, **{k: Path(run[k]).name for k in ("content_dir", "extends") if run.get(k)}},
               "data": {"content": describe_data(cfg.content_dir)}}
 
     def checkpoint() -> Path:
