@@ -162,6 +162,8 @@ def _train_config(args: argparse.Namespace, out: Path):
             return trainer, dataclasses.replace(cfg, **limits), True
         if args.content is None:
             raise Refused("--content DIR is needed for a new run")
+        if not args.compact and (args.levels or args.extends):
+            raise Refused("--levels and --extends are options of --compact (a VGG-19 decoder takes --level)")
         given = {k: v for k, v in {"image_size": args.size, "batch_size": args.batch, "lr": args.lr,
                                    "lr_final": args.lr_final}.items() if v is not None}
         return trainer, trainer.config(content_dir=args.content, device=device_option(args.device), **trainer.model(args),

@@ -81,6 +81,8 @@ def test_a_pair_extended_by_relu4_1_keeps_its_layers_and_cascades_from_the_new_l
     assert main(["train-decoder", "--compact", "--levels", "relu1_1", "--extends", str(base), "-o",
                  str(tmp_path / "shallower.safetensors"), "--steps", "1", *common]) == 2
     assert "only be extended by deeper levels" in capsys.readouterr().err
+    assert main(["train-decoder", "--levels", "relu4_1", "-o", str(tmp_path / "vgg.safetensors"), *common]) == 2
+    assert "options of --compact" in capsys.readouterr().err
 
 
 @needs_compact

@@ -236,7 +236,8 @@ def train_reconstruction(cfg: ReconstructionTrainConfig, out: str | Path, kind: 
     samples_dir = out.with_name(out.stem + "_samples")
     samples_dir.mkdir(parents=True, exist_ok=True)
     run = dataclasses.asdict(cfg)
-    record = {"kind": kind, "model": model.cfg.to_dict(), "train": {**run, **{k: Path(run[k]).name for k in ("content_dir", "extends") if run.get(k)}},
+    named = {k: Path(run[k]).name for k in ("content_dir", "extends") if run.get(k)}  # no paths of this machine
+    record = {"kind": kind, "model": model.cfg.to_dict(), "train": {**run, **named},
               "data": {"content": describe_data(cfg.content_dir)}}
 
     def checkpoint() -> Path:
