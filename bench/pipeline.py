@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 JOBS = ("demo", "live", "telepresence", "avatar", "stylize", "batch", "overlap")
 
+
 @dataclass
 class Row:
     """One job's numbers: the graph (or batch) against its sequential baseline."""
@@ -99,7 +100,7 @@ def run_graph(graph: str | Path, *sets: str) -> Run:
     from stream.graph import load_graph, parse_overrides
     from stream.supervisor import Supervisor
 
-    path = graph_file(str(graph)) if isinstance(graph, str) else graph
+    path = graph_file(graph) if isinstance(graph, str) else graph
     overrides = parse_overrides(list(sets), path)
     spec = load_graph(path, overrides)
     t0 = time.perf_counter()
@@ -340,13 +341,13 @@ def main(argv: list[str]) -> int:
             return Exit.REFUSED
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clip = f"source.path={args.file}", f"source.end={args.seconds}"
+        clip = [f"source.path={args.file}", f"source.end={args.seconds}"]
         jobs: dict[str, Callable[[], Row]] = {
             "demo": lambda: graph_against_loop("demo", "demo", [], tmp),
             "live": lambda: live_against_loop("stylize_live", "stylize_live", args.file, args.live_seconds, args.warmup, tmp),
             "telepresence": lambda: telepresence_against_loop(args.file, args.live_seconds, args.warmup, tmp),
-            "avatar": lambda: graph_against_loop("avatar_rerender", "avatar_rerender", [*clip], tmp),
-            "stylize": lambda: graph_against_loop("stylize_rerender", "stylize_video", [*clip], tmp),
+            "avatar": lambda: graph_against_loop("avatar_rerender", "avatar_rerender", clip, tmp),
+            "stylize": lambda: graph_against_loop("stylize_rerender", "stylize_video", clip, tmp),
             "batch": lambda: batch_against_run(str(Path(args.long).resolve()), args.chunk_seconds, tmp),
             "overlap": lambda: overlap_against_none(args.file, args.seconds, tmp)}
         rows = [jobs[j]() for j in JOBS if j in args.jobs]

@@ -250,8 +250,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--level", default="relu3_1", choices=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
                    help="the VGG-19 layer it inverts (default relu3_1)")
     p.add_argument("--compact", type=int, nargs="?", const=4, metavar="DIVISOR",
-                   help="distil the compact pair instead: VGG-19's layers to relu3_1 at 1/DIVISOR of the width (default 4) "
-                        "and a decoder at relu3_1 and relu1_1 (the fast universal stylizer)")
+                   help="distil the compact pair instead: VGG-19's layers to relu3_1 (or the deepest of --levels) at "
+                        "1/DIVISOR of the width (default 4) and a decoder at relu3_1 and relu1_1 (the fast universal "
+                        "stylizer)")
     p.add_argument("--levels", nargs="+", choices=("relu1_1", "relu2_1", "relu3_1", "relu4_1"), metavar="LEVEL",
                    help="--compact: the levels with a decoder, the deepest ending the encoder (default relu1_1 relu3_1)")
     p.add_argument("--extends", metavar="PAIR", help="--compact: start from this trained pair (shipped name or checkpoint), "
